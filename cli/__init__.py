@@ -1,0 +1,5 @@
+"""The ``errorflow`` command."""
+
+from cli.main import main
+
+__all__ = ["main"]
