@@ -81,9 +81,13 @@ def encode(event: Envelope) -> bytes:
 
 def _parse(raw: bytes | str) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
+        # Decode explicitly: json.loads would sniff UTF-16/32 from a BOM, and the
+        # contract says UTF-8.
+        text = raw.decode() if isinstance(raw, bytes | bytearray) else raw
     except UnicodeDecodeError as exc:
         raise DecodeError(f"record is not UTF-8: {exc}") from exc
+    try:
+        data = json.loads(text)
     except ValueError as exc:
         raise DecodeError(f"record is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):

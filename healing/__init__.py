@@ -1,0 +1,3 @@
+"""Self-healing: detectors in the stream, actions in the runner."""
+
+__all__: list[str] = []

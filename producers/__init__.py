@@ -1,0 +1,3 @@
+"""The runner SDK: classify, retry, protect, record and publish."""
+
+__all__: list[str] = []

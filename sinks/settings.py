@@ -1,0 +1,29 @@
+"""Where ClickHouse is, read once at process entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ClickHouseSettings"]
+
+
+class ClickHouseSettings(BaseSettings):
+    """``CLICKHOUSE_URL`` names a server (e.g. ``http://user:pw@host:8123/errorflow``);
+    without it errorflow runs chDB in-process under ``ERRORFLOW_DATA_DIR/chdb``."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    clickhouse_url: SecretStr | None = None
+    errorflow_data_dir: Path = Path(".errorflow")
+    clickhouse_database: str = "errorflow"
+
+    @property
+    def embedded(self) -> bool:
+        return self.clickhouse_url is None
+
+    @property
+    def chdb_path(self) -> Path:
+        return (self.errorflow_data_dir / "chdb").resolve()

@@ -1,0 +1,3 @@
+"""Faust stream workers: windowed error rates, anomalies, alerts, fleet-wide recovery."""
+
+__all__: list[str] = []
