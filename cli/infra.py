@@ -41,15 +41,20 @@ def _topics(args: argparse.Namespace, settings: DeploySettings) -> int:
     try:
         if args.action == "create":
             created = asyncio.run(create_topics(bootstrap, partitions=args.partitions))
-            print(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
+            print(
+                f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else "")
+            )
         states = asyncio.run(describe_topics(bootstrap))
     except Exception as exc:  # noqa: BLE001 - any client failure is reported, not traced
-        print(f"errorflow topics {args.action}: cannot reach Kafka at {bootstrap}: {exc!r}",
-              file=sys.stderr)
+        print(
+            f"errorflow topics {args.action}: cannot reach Kafka at {bootstrap}: {exc!r}",
+            file=sys.stderr,
+        )
         return 1
     print(f"{'topic':<36} {'partitions':>10}  {'cleanup.policy':<14} retention.ms")
     for state in states:
-        print(f"{state.name:<36} {state.partitions:>10}  {state.cleanup_policy:<14} {state.retention_ms}")
+        policy, retention = state.cleanup_policy, state.retention_ms
+        print(f"{state.name:<36} {state.partitions:>10}  {policy:<14} {retention}")
     return 0
 
 
@@ -61,6 +66,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     topics = sub.add_parser("topics", help="create or list the errorflow.* topics")
     topics.add_argument("action", choices=["create", "list"])
-    topics.add_argument("--partitions", type=int, default=None,
-                        help="partitions for non-compacted topics (default: per registry)")
+    topics.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        help="partitions for non-compacted topics (default: per registry)",
+    )
     topics.set_defaults(run=_topics)

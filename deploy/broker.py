@@ -9,6 +9,8 @@ Both are idempotent. State (config, data, log, pid) lives under the data directo
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -16,7 +18,6 @@ import socket
 import subprocess
 import time
 import uuid
-import base64
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,10 @@ class BrokerStatus:
 
     def describe(self) -> str:
         if self.running:
-            return f"kafka {KAFKA_VERSION} running (pid {self.pid}) at {self.bootstrap}; log {self.log_file}"
+            return (
+                f"kafka {KAFKA_VERSION} running (pid {self.pid}) at {self.bootstrap}; "
+                f"log {self.log_file}"
+            )
         return f"kafka not running at {self.bootstrap}"
 
 
@@ -153,13 +157,24 @@ class LocalBroker:
             _POM.format(kafka=KAFKA_VERSION, slf4j=_SLF4J_VERSION)
         )
         result = subprocess.run(
-            [mvn, "-q", "-B", "dependency:copy-dependencies",
-             f"-DoutputDirectory={self._lib}", "-DincludeScope=runtime"],
-            cwd=self.cache_dir, capture_output=True, text=True, check=False,
+            [
+                mvn,
+                "-q",
+                "-B",
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={self._lib}",
+                "-DincludeScope=runtime",
+            ],
+            cwd=self.cache_dir,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0 or not any(self._lib.glob("kafka_2.13-*.jar")):
             tail = (result.stdout + result.stderr).strip()[-2000:]
-            raise BrokerError(f"mvn could not fetch org.apache.kafka:kafka_2.13:{KAFKA_VERSION}:\n{tail}")
+            raise BrokerError(
+                f"mvn could not fetch org.apache.kafka:kafka_2.13:{KAFKA_VERSION}:\n{tail}"
+            )
         marker.touch()
         return self._lib
 
@@ -186,10 +201,20 @@ class LocalBroker:
             self._format(java, classpath)
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
-                [java, f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC",
-                 f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
-                 "-cp", classpath, "kafka.Kafka", str(self.home / "server.properties")],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    java,
+                    f"-Xmx{self.heap}",
+                    "-Xms256m",
+                    "-XX:+UseG1GC",
+                    f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
+                    "-cp",
+                    classpath,
+                    "kafka.Kafka",
+                    str(self.home / "server.properties"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # survives the CLI that started it
             )
         self._pid_file.write_text(str(proc.pid))
@@ -220,17 +245,19 @@ class LocalBroker:
 
     @staticmethod
     def _reap(pid: int) -> None:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
 
     def _wait_ready(self, pid: int, timeout_s: float) -> BrokerStatus:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not _alive(pid):
-                raise BrokerError(f"kafka exited during start-up; see {self.log_file}:\n{self._log_tail()}")
-            if _port_open("127.0.0.1", self.port) and "Kafka Server started" in self._log_tail(20000):
+                raise BrokerError(
+                    f"kafka exited during start-up; see {self.log_file}:\n{self._log_tail()}"
+                )
+            if _port_open("127.0.0.1", self.port) and "Kafka Server started" in self._log_tail(
+                20000
+            ):
                 return self.status()
             time.sleep(0.2)
         raise BrokerError(f"kafka did not answer within {timeout_s:.0f}s; see {self.log_file}")
@@ -271,10 +298,20 @@ class LocalBroker:
 
     def _format(self, java: str, classpath: str) -> None:
         result = subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", _cluster_id(), "-c", str(self.home / "server.properties"),
-             "--ignore-formatted"],
-            capture_output=True, text=True, check=False,
+            [
+                java,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={_cluster_id()}",
+                "-c",
+                str(self.home / "server.properties"),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")

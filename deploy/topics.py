@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -21,12 +22,34 @@ class TopicState:
 
 
 def _new_topic(spec: TopicSpec, partitions: int | None) -> NewTopic:
-    configs = {"cleanup.policy": spec.cleanup_policy}
+    configs: dict[str, str] = {"cleanup.policy": spec.cleanup_policy}
     if spec.compacted:
         # Compacted state topics: roll segments often so compaction keeps them small.
         configs |= {"segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
     count = spec.partitions if spec.compacted or partitions is None else partitions
     return NewTopic(spec.name, num_partitions=count, replication_factor=1, topic_configs=configs)
+
+
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0
+) -> None:
+    # Producing right after creation fails with NotLeaderForPartition until every
+    # partition has a leader; callers expect usable topics when this returns.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        meta = await admin.describe_topics(names)
+        ready = all(
+            m["error_code"] == 0
+            and m["partitions"]
+            and all(p["leader"] >= 0 for p in m["partitions"])
+            for m in meta
+        )
+        if ready:
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"topics without leaders after {timeout_s:.0f}s: {names}")
+        await asyncio.sleep(0.2)
 
 
 async def create_topics(bootstrap: str, *, partitions: int | None = None) -> list[str]:
@@ -42,6 +65,7 @@ async def create_topics(bootstrap: str, *, partitions: int | None = None) -> lis
         missing = [_new_topic(spec, partitions) for spec in TOPICS if spec.name not in existing]
         if missing:
             await admin.create_topics(missing)
+        await _wait_for_leaders(admin, [spec.name for spec in TOPICS])
         return [topic.name for topic in missing]
     finally:
         await admin.close()

@@ -118,7 +118,11 @@ def decode(raw: bytes | str) -> Envelope:
     if model is None:
         raise DecodeError(f"unknown type {type_!r}", type=str(type_))
     version = data.get("schema_version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > model.SCHEMA_VERSION:
+    if (
+        isinstance(version, int)
+        and not isinstance(version, bool)
+        and version > model.SCHEMA_VERSION
+    ):
         raise DecodeError(
             f"{type_} schema_version {version} is newer than this reader understands "
             f"(up to {model.SCHEMA_VERSION}); upgrade errorflow",

@@ -13,7 +13,9 @@ __all__ = ["UtcDateTime", "format_utc", "utc_now"]
 def _to_utc(value: datetime) -> datetime:
     # A naive datetime is ambiguous (local time? UTC?); refusing it is the only safe answer.
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("timestamp has no UTC offset; RFC 3339 with an offset (e.g. 'Z') is required")
+        raise ValueError(
+            "timestamp has no UTC offset; RFC 3339 with an offset (e.g. 'Z') is required"
+        )
     return value.astimezone(UTC)
 
 

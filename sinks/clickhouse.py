@@ -81,7 +81,12 @@ def apply_migrations(
         "(version UInt32, description String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
         "ENGINE = ReplacingMergeTree ORDER BY version"
     )
-    done = {row[0] for row in client.query(f"SELECT version FROM {database}.schema_versions").result_rows}
+    done = {
+        row[0]
+        for row in client.query(
+            f"SELECT version FROM {database}.schema_versions"  # noqa: S608 - validated identifier
+        ).result_rows
+    }
     applied = []
     for migration in migrations:
         if migration.version in done:
@@ -108,9 +113,11 @@ class AsyncClickHouse:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: func(*args, **kwargs))
 
-    async def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    async def query_rows(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
         result = await self.run(self.client.query, sql, parameters=parameters)
-        return list(result.result_rows)
+        return [tuple(row) for row in result.result_rows]
 
     async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return await self.run(self.client.command, sql, parameters=parameters)

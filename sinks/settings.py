@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ClickHouseSettings"]
@@ -18,7 +18,8 @@ class ClickHouseSettings(BaseSettings):
 
     clickhouse_url: SecretStr | None = None
     errorflow_data_dir: Path = Path(".errorflow")
-    clickhouse_database: str = "errorflow"
+    # An identifier, checked here, because DDL cannot bind a database name as a parameter.
+    clickhouse_database: str = Field("errorflow", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
     @property
     def embedded(self) -> bool:

@@ -80,8 +80,19 @@ def _wire(**changes: object) -> bytes:
         (_wire(occurred_at="2026-01-01T00:00:00"), "no UTC offset"),
         (_wire(attempt=0), "attempt: Input should be greater than or equal to 1"),
     ],
-    ids=["not-utf8", "garbage", "truncated", "not-object", "no-type", "unknown-type",
-         "future-version", "missing-field", "missing-envelope", "naive-time", "bad-value"],
+    ids=[
+        "not-utf8",
+        "garbage",
+        "truncated",
+        "not-object",
+        "no-type",
+        "unknown-type",
+        "future-version",
+        "missing-field",
+        "missing-envelope",
+        "naive-time",
+        "bad-value",
+    ],
 )
 def test_bad_records_raise_decode_error(raw: bytes, message: str) -> None:
     """Every kind of bad record raises DecodeError whose message says what is wrong."""
