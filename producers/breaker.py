@@ -1,0 +1,232 @@
+"""The local circuit breaker, merged with the fleet's breaker state.
+
+States follow the seed: CLOSED until ``failure_threshold`` consecutive failures (or,
+optionally, a failure rate over a time window once ``minimum_calls`` were seen, as
+Resilience4j does); OPEN rejects calls for ``recovery_timeout`` seconds; HALF_OPEN
+admits at most ``half_open_max_calls`` concurrent probes and closes after
+``success_threshold`` successes, reopening on any failure. The state the stream
+workers publish for the whole fleet (``errorflow.breaker-state``) is merged in: the
+stricter of the local and the cluster state wins.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from producers.clock import Clock, SystemClock
+
+__all__ = ["BreakerConfig", "CircuitBreaker", "CircuitBreakerRegistry", "State"]
+
+State = Literal["closed", "open", "half_open"]
+_STRICTNESS: dict[State, int] = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    failure_threshold: int = 5
+    recovery_timeout: float = 60.0
+    success_threshold: int = 3
+    half_open_max_calls: int = 1
+    failure_rate_threshold: float | None = None
+    window_s: float = 60.0
+    minimum_calls: int = 10
+
+
+@dataclass(slots=True)
+class _ClusterView:
+    state: State
+    since: float
+    reason: str
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """One service's breaker. Call :meth:`allow` before a call; report its outcome."""
+
+    service: str
+    config: BreakerConfig = field(default_factory=BreakerConfig)
+    clock: Clock = field(default_factory=SystemClock)
+    _state: State = "closed"
+    _opened_at: float = 0.0
+    _consecutive_failures: int = 0
+    _half_open_successes: int = 0
+    _probes_in_flight: int = 0
+    _window: deque[tuple[float, bool]] = field(default_factory=deque)
+    _cluster: _ClusterView | None = None
+    reason: str = ""
+    transitions: int = 0
+
+    @property
+    def local_state(self) -> State:
+        if (
+            self._state == "open"
+            and self.clock.monotonic() - self._opened_at >= self.config.recovery_timeout
+        ):
+            self._to("half_open", "recovery timeout elapsed")
+        return self._state
+
+    @property
+    def state(self) -> State:
+        """The effective state: the stricter of local and cluster."""
+        local = self.local_state
+        if self._cluster is not None and _STRICTNESS[self._cluster.state] > _STRICTNESS[local]:
+            return self._cluster.state
+        return local
+
+    def retry_after(self) -> float:
+        """Seconds until an open breaker may admit a probe (0 when not open)."""
+        if self.local_state == "open":
+            return max(
+                0.0, self.config.recovery_timeout - (self.clock.monotonic() - self._opened_at)
+            )
+        if self._cluster is not None and self._cluster.state == "open":
+            return self.config.recovery_timeout
+        return 0.0
+
+    def allow(self) -> bool:
+        """Whether a call may go out now; a half-open admission reserves a probe slot."""
+        state = self.state
+        if state == "open":
+            return False
+        if state == "half_open":
+            if self._probes_in_flight >= self.config.half_open_max_calls:
+                return False
+            self._probes_in_flight += 1
+        return True
+
+    def record_success(self) -> None:
+        now = self.clock.monotonic()
+        self._observe(now, ok=True)
+        self._consecutive_failures = 0
+        if self._state == "half_open" or self.state == "half_open":
+            self._probes_in_flight = max(0, self._probes_in_flight - 1)
+            self._half_open_successes += 1
+            if self._half_open_successes >= self.config.success_threshold:
+                self._to("closed", f"{self._half_open_successes} successful probes")
+
+    def record_failure(self) -> None:
+        now = self.clock.monotonic()
+        self._observe(now, ok=False)
+        self._consecutive_failures += 1
+        if self._state == "half_open":
+            self._probes_in_flight = max(0, self._probes_in_flight - 1)
+            self._open(now, "probe failed in half-open")
+            return
+        if self._state != "closed":
+            return
+        if self._consecutive_failures >= self.config.failure_threshold:
+            self._open(now, f"{self._consecutive_failures} consecutive failures")
+            return
+        rate = self.failure_rate()
+        threshold = self.config.failure_rate_threshold
+        if threshold is not None and rate is not None and rate >= threshold:
+            self._open(now, f"failure rate {rate:.0%} over {self.config.window_s:.0f}s")
+
+    def release(self) -> None:
+        """Give back a half-open probe slot for a call whose outcome does not count."""
+        self._probes_in_flight = max(0, self._probes_in_flight - 1)
+
+    def failure_rate(self) -> float | None:
+        """Failures / calls in the window, once ``minimum_calls`` were seen."""
+        if len(self._window) < self.config.minimum_calls:
+            return None
+        failures = sum(1 for _, ok in self._window if not ok)
+        return failures / len(self._window)
+
+    def reset(self) -> None:
+        self._to("closed", "reset")
+        self._window.clear()
+
+    def apply_cluster_state(self, state: State, *, reason: str = "") -> None:
+        """Merge the fleet's view for this service (from ``errorflow.breaker-state``)."""
+        self._cluster = _ClusterView(state, self.clock.monotonic(), reason)
+        if state == "closed" and self._state == "half_open":
+            self._probes_in_flight = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "state": self.state,
+            "local_state": self.local_state,
+            "cluster_state": self._cluster.state if self._cluster else None,
+            "reason": self._cluster.reason
+            if self._cluster and self.state != self.local_state
+            else self.reason,
+            "consecutive_failures": self._consecutive_failures,
+            "failure_rate": self.failure_rate(),
+            "retry_after_s": round(self.retry_after(), 3),
+            "failure_threshold": self.config.failure_threshold,
+            "recovery_timeout": self.config.recovery_timeout,
+            "success_threshold": self.config.success_threshold,
+        }
+
+    def _observe(self, now: float, *, ok: bool) -> None:
+        self._window.append((now, ok))
+        horizon = now - self.config.window_s
+        while self._window and self._window[0][0] < horizon:
+            self._window.popleft()
+
+    def _open(self, now: float, reason: str) -> None:
+        self._opened_at = now
+        self._to("open", reason)
+
+    def _to(self, state: State, reason: str) -> None:
+        if state != self._state:
+            self.transitions += 1
+        self._state = state
+        self.reason = reason
+        if state != "half_open":
+            self._probes_in_flight = 0
+        self._half_open_successes = 0
+        if state == "closed":
+            self._consecutive_failures = 0
+
+
+class CircuitBreakerRegistry:
+    """``handler.circuit_breakers``: one breaker per service, created on first use."""
+
+    def __init__(self, *, default: BreakerConfig | None = None, clock: Clock | None = None) -> None:
+        self._default = default or BreakerConfig()
+        self._clock = clock or SystemClock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def add_breaker(
+        self,
+        service: str,
+        failure_threshold: int = 5,
+        recovery_timeout: float = 60.0,
+        success_threshold: int = 3,
+        **options: Any,
+    ) -> CircuitBreaker:
+        """Configure ``service``'s breaker (the seed's signature, plus optional rate-window
+        settings: ``failure_rate_threshold``, ``window_s``, ``minimum_calls``,
+        ``half_open_max_calls``)."""
+        config = BreakerConfig(
+            failure_threshold=failure_threshold,
+            recovery_timeout=recovery_timeout,
+            success_threshold=success_threshold,
+            **options,
+        )
+        previous = self._breakers.get(service)
+        breaker = CircuitBreaker(service, config, self._clock)
+        if previous is not None and previous._cluster is not None:
+            breaker._cluster = previous._cluster
+        self._breakers[service] = breaker
+        return breaker
+
+    def get(self, service: str) -> CircuitBreaker:
+        breaker = self._breakers.get(service)
+        if breaker is None:
+            breaker = self._breakers[service] = CircuitBreaker(service, self._default, self._clock)
+        return breaker
+
+    def __contains__(self, service: object) -> bool:
+        return service in self._breakers
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {name: b.snapshot() for name, b in sorted(self._breakers.items())}
+
+    def reset(self, service: str) -> None:
+        self.get(service).reset()

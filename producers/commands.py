@@ -1,0 +1,239 @@
+"""The runner acting on commands from the streams.
+
+Two consumers run in the background:
+
+- breaker state: reads all of the compacted ``errorflow.breaker-state`` (no group,
+  from the beginning) and merges each service's fleet state into the local breaker;
+- commands: one consumer group for the fleet on ``errorflow.recovery-commands`` and
+  ``errorflow.compensation-commands``. Each command is handled, then its offset is
+  committed (at least once); the persisted ledger makes a repeat harmless.
+
+Neither ever stops the runner: a missing broker is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from producers.invoke import call_user_function
+from producers.ledger import CommandLedger
+from producers.reporting import error_info
+from schemas import (
+    BreakerStateChanged,
+    CompensateOperation,
+    CompensationCompleted,
+    CompensationFailed,
+    DecodeError,
+    Envelope,
+    RetryTask,
+    decode,
+)
+from schemas.topics import BREAKER_STATE, COMPENSATION_COMMANDS, RECOVERY_COMMANDS
+
+if TYPE_CHECKING:
+    from producers.handler import ErrorHandler
+
+__all__ = ["CommandListener"]
+
+log = logging.getLogger("errorflow.commands")
+
+
+class CommandListener:
+    def __init__(self, handler: ErrorHandler, *, max_command_age_s: float = 3600.0) -> None:
+        self.handler = handler
+        self.ledger = CommandLedger(handler.config.ledger_path)
+        self.max_command_age_s = max_command_age_s
+        self.counters = {
+            "handled": 0,
+            "duplicates": 0,
+            "stale": 0,
+            "undecodable": 0,
+            "no_executor": 0,
+            "breaker_updates": 0,
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(
+                self._forever(self._breaker_states), name="errorflow-breaker-state"
+            ),
+            asyncio.create_task(self._forever(self._commands), name="errorflow-commands"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _forever(self, loop: Any) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reconnect, never crash the runner
+                log.warning("errorflow.commands.consumer_failed", extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _consumer(self, **options: Any) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.handler.config.kafka_bootstrap_servers,
+            fetch_max_wait_ms=100,
+            **options,
+        )
+
+    # -- breaker state -----------------------------------------------------------------
+
+    async def _breaker_states(self) -> None:
+        consumer = self._consumer(enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = await self._partitions(consumer, BREAKER_STATE.name)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for record in records:
+                        self._apply_breaker_state(record.value)
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+        for _ in range(50):
+            found = consumer.partitions_for_topic(topic)
+            if found:
+                return [TopicPartition(topic, p) for p in sorted(found)]
+            await consumer.topics()  # refreshes metadata
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"topic {topic} does not exist; run `errorflow topics create`")
+
+    def _apply_breaker_state(self, raw: bytes | None) -> None:
+        if raw is None:
+            return  # a compaction tombstone
+        event = self._decode(raw)
+        if isinstance(event, BreakerStateChanged):
+            self.counters["breaker_updates"] += 1
+            self.handler.circuit_breakers.get(event.service).apply_cluster_state(
+                event.state, reason=event.reason
+            )
+
+    # -- commands ----------------------------------------------------------------------
+
+    async def _commands(self) -> None:
+        consumer = self._consumer(
+            group_id=self.handler.config.command_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            consumer.subscribe([RECOVERY_COMMANDS.name, COMPENSATION_COMMANDS.name])
+            while True:
+                batch = await consumer.getmany(timeout_ms=200, max_records=50)
+                for tp, records in batch.items():
+                    for record in records:
+                        await self._handle(record.value)
+                        await consumer.commit({tp: record.offset + 1})
+        finally:
+            await consumer.stop()
+
+    def _decode(self, raw: bytes | None) -> Envelope | None:
+        if raw is None:
+            return None
+        try:
+            return decode(raw)
+        except DecodeError as exc:
+            self.counters["undecodable"] += 1
+            log.warning("errorflow.commands.undecodable", extra={"reason": exc.reason})
+            return None
+
+    async def _handle(self, raw: bytes | None) -> None:
+        command = self._decode(raw)
+        if not isinstance(command, RetryTask | CompensateOperation):
+            return  # queued / dead-lettered / fail-fast are for dashboards, not runners
+        if command.command_id in self.ledger:
+            self.counters["duplicates"] += 1
+            return
+        now = datetime.now(UTC)
+        expires = command.expires_at
+        age = (now - command.occurred_at).total_seconds()
+        if (expires is not None and expires < now) or age > self.max_command_age_s:
+            self.counters["stale"] += 1
+            self.ledger.add(command.command_id)
+            return
+        if isinstance(command, RetryTask):
+            await self._retry(command)
+        else:
+            await self._compensate(command)
+
+    async def _retry(self, command: RetryTask) -> None:
+        handler = self.handler
+        executor = handler.executor_for(command.template_id, command.operation_type)
+        if executor is None:
+            self.counters["no_executor"] += 1
+            log.error(
+                "errorflow.commands.no_executor",
+                extra={
+                    "template_id": command.template_id,
+                    "operation_type": command.operation_type,
+                },
+            )
+            return
+        wait = (command.not_before - datetime.now(UTC)).total_seconds()
+        if wait > 0:
+            await handler.clock.sleep(wait)
+        # Recorded before running: a retry that crashes the runner must not loop forever;
+        # the streams see the missing outcome and decide again.
+        self.ledger.add(command.command_id)
+        self.counters["handled"] += 1
+        with contextlib.suppress(Exception):  # the outcome is published as task events
+            await handler.wrap_task_execution(
+                task_id=command.task_id,
+                template_id=command.template_id,
+                operation_type=command.operation_type,
+                task_data=command.task_data,
+                execute_func=executor,
+                attempt=command.attempt,
+            )
+
+    async def _compensate(self, command: CompensateOperation) -> None:
+        handler = self.handler
+        compensator = handler.compensators.get(command.operation_kind)
+        base = {
+            "task_id": command.task_id,
+            "operation_id": command.operation_id,
+            "command_id": command.command_id,
+        }
+        if compensator is None:
+            handler.emit(
+                CompensationFailed,
+                **base,
+                error=None,
+                reason=f"no compensator registered for {command.operation_kind!r}",
+            )
+            return
+        try:
+            await call_user_function(compensator, command.data)
+        except Exception as exc:
+            verdict = handler.classifier.classify(exc)
+            handler.emit(CompensationFailed, **base, error=error_info(exc, verdict, None))
+            return
+        # Persisted after the compensator ran and before the result is published: a
+        # crash in between re-runs the compensator at most once more (compensators
+        # should be idempotent); a duplicate command is dropped.
+        self.ledger.add(command.command_id)
+        self.counters["handled"] += 1
+        handler.emit(CompensationCompleted, **base)

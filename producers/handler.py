@@ -1,0 +1,400 @@
+"""The runner's error handler: the API of the original design, over Kafka.
+
+Lifecycle: build with :func:`~producers.dependencies.get_error_handler` (or
+``ErrorHandler(config)`` then ``await handler.start()``); ``await handler.close()``
+flushes the publisher. Nothing here blocks on Kafka: events are handed to the
+publisher, which spools when the broker is away.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from producers.analysis import fetch_analysis
+from producers.backoff import Backoff
+from producers.breaker import CircuitBreakerRegistry
+from producers.budget import RetryBudget
+from producers.classify import Classification, Classifier
+from producers.clock import Clock, SystemClock
+from producers.config import SDKConfig
+from producers.errors import CircuitOpenError
+from producers.invoke import call_user_function, takes_argument
+from producers.publisher import KafkaPublisher, Publisher, PublisherConfig
+from producers.reporting import annotate, error_info, resource_need
+from producers.scope import TaskScope, current_scope
+from producers.tracing import current_trace
+from schemas import (
+    CallCompleted,
+    Envelope,
+    OperationRecorded,
+    Source,
+    TaskAttemptFailed,
+    TaskFailed,
+    TaskStarted,
+    TaskSucceeded,
+)
+
+__all__ = ["ErrorHandler"]
+
+log = logging.getLogger("errorflow.handler")
+_MISSING: Any = object()
+Executor = Callable[..., Any]
+
+
+class ErrorHandler:
+    def __init__(
+        self,
+        config: SDKConfig | None = None,
+        *,
+        publisher: Publisher | None = None,
+        clock: Clock | None = None,
+        classifier: Classifier | None = None,
+    ) -> None:
+        self.config = config = config or SDKConfig()
+        self.clock = clock or SystemClock()
+        self.classifier = classifier or Classifier(default_category=config.default_category)
+        if config.rules_file is not None and classifier is None:
+            self.classifier.load_toml(config.rules_file)
+        self.source = Source.here(runner_id=config.runner_id, worker_id=config.worker_id)
+        self.publisher: Publisher = publisher or KafkaPublisher(
+            PublisherConfig(
+                bootstrap_servers=config.kafka_bootstrap_servers,
+                spool_dir=config.spool_dir,
+                max_buffer=config.max_buffer,
+                send_timeout_s=config.send_timeout_s,
+            )
+        )
+        self.circuit_breakers = CircuitBreakerRegistry(clock=self.clock)
+        self.backoff = Backoff(config.backoff_base_s, config.backoff_cap_s, config.backoff_enabled)
+        self.retry_budget = RetryBudget(
+            config.retry_budget_ratio,
+            config.retry_budget_min_per_window,
+            config.retry_budget_window_s,
+            self.clock,
+        )
+        self.executors: dict[tuple[str | None, str | None], Executor] = {}
+        self.compensators: dict[str, Executor] = {}
+        self.in_flight = 0
+        self.counters = {
+            "tasks": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "retries": 0,
+            "calls": 0,
+            "rejected": 0,
+            "fallbacks": 0,
+        }
+        self._background: list[Any] = []
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> ErrorHandler:
+        """Start publishing (and, if configured, consuming commands and heartbeats)."""
+        if self._started:
+            return self
+        self._started = True
+        await self.publisher.start()
+        if self.config.consume_commands:
+            from producers.commands import CommandListener
+
+            listener = CommandListener(self)
+            await listener.start()
+            self._background.append(listener)
+        if self.config.heartbeat_interval_s:
+            from producers.heartbeat import HeartbeatEmitter
+
+            emitter = HeartbeatEmitter(self, interval_s=self.config.heartbeat_interval_s)
+            await emitter.start()
+            self._background.append(emitter)
+        return self
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        for component in reversed(self._background):
+            await component.stop()
+        self._background.clear()
+        await self.publisher.close(timeout_s)
+        self._started = False
+
+    async def __aenter__(self) -> ErrorHandler:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def emit(self, model: type[Envelope], **fields: Any) -> None:
+        """Build a ``model`` event stamped with this runner's source and the active trace,
+        and hand it to the publisher (never blocks)."""
+        self.publisher.publish(model(source=self.source, trace=current_trace(), **fields))
+
+    # -- tasks -------------------------------------------------------------------------
+
+    async def wrap_task_execution(
+        self,
+        task_id: str,
+        template_id: str,
+        operation_type: str,
+        task_data: dict[str, Any] | None,
+        execute_func: Callable[..., Any],
+        *,
+        attempt: int = 1,
+        max_attempts: int | None = None,
+        deadline_s: float | None = None,
+        service: str | None = None,
+    ) -> Any:
+        """Run ``execute_func`` as one task: publish every attempt, retry transient
+        errors in-process (backoff with full jitter, Retry-After, deadline, retry budget,
+        breaker state), and on final failure publish ``task.failed`` and re-raise the
+        original exception, annotated with its classification.
+
+        ``execute_func`` receives ``task_data`` when it takes a positional argument,
+        nothing otherwise; sync functions run in a worker thread. ``attempt`` is the
+        fleet-wide attempt number (a ``recovery.retry`` command carries it); local
+        retries continue while it is below ``max_attempts``.
+        """
+        limit = max_attempts or self.config.max_attempts
+        deadline_s = deadline_s if deadline_s is not None else self.config.task_deadline_s
+        deadline = self.clock.monotonic() + deadline_s if deadline_s else None
+        scope = TaskScope(task_id, template_id, operation_type, attempt)
+        token = current_scope.set(scope)
+        args = (task_data,) if takes_argument(execute_func) else ()
+        base = {"task_id": task_id, "template_id": template_id, "operation_type": operation_type}
+        self.counters["tasks"] += 1
+        self.emit(TaskStarted, **base, attempt=attempt, task_data=task_data)
+        try:
+            while True:
+                started = self.clock.monotonic()
+                self.in_flight += 1
+                try:
+                    result = await call_user_function(execute_func, *args)
+                except Exception as exc:
+                    verdict = self.classifier.classify(exc)
+                    info = error_info(exc, verdict, service or getattr(exc, "service", None))
+                    delay, why = self._retry_plan(exc, verdict, scope.attempt, limit, deadline)
+                    if delay is not None:
+                        self.counters["retries"] += 1
+                        self.emit(
+                            TaskAttemptFailed,
+                            **base,
+                            attempt=scope.attempt,
+                            error=info,
+                            will_retry=True,
+                            retry_delay_s=delay,
+                        )
+                        await self.clock.sleep(delay)
+                        scope.attempt += 1
+                        continue
+                    self.counters["failed"] += 1
+                    resource = resource_need(exc) if verdict.category == "resource" else None
+                    self.emit(
+                        TaskFailed,
+                        **base,
+                        attempt=scope.attempt,
+                        error=info,
+                        attempts=scope.attempt,
+                        task_data=task_data,
+                        resource=resource,
+                    )
+                    annotate(
+                        exc, info, f"task.failed published after attempt {scope.attempt} ({why})"
+                    )
+                    raise
+                finally:
+                    self.in_flight -= 1
+                self.retry_budget.record_success()
+                self.counters["succeeded"] += 1
+                elapsed_ms = (self.clock.monotonic() - started) * 1000
+                self.emit(TaskSucceeded, **base, attempt=scope.attempt, duration_ms=elapsed_ms)
+                return result
+        finally:
+            current_scope.reset(token)
+
+    def _retry_plan(
+        self,
+        exc: BaseException,
+        verdict: Classification,
+        attempt: int,
+        limit: int,
+        deadline: float | None,
+    ) -> tuple[float | None, str]:
+        """(delay, "") to retry locally, or (None, why not)."""
+        if not verdict.retryable:
+            return None, f"{verdict.category} errors are not retried locally"
+        if attempt >= limit:
+            return None, f"attempt {attempt} of {limit}"
+        if isinstance(exc, CircuitOpenError):
+            return None, f"breaker for {exc.service} is open; the fleet decides when to retry"
+        service = getattr(exc, "service", None)
+        if isinstance(service, str) and service in self.circuit_breakers:
+            if self.circuit_breakers.get(service).state == "open":
+                return None, f"breaker for {service} is open"
+        delay = self.backoff.delay(attempt, retry_after=verdict.retry_after)
+        if deadline is not None and self.clock.monotonic() + delay > deadline:
+            return None, "the task deadline leaves no time for another attempt"
+        if not self.retry_budget.try_spend():
+            return None, "retry budget spent"
+        return delay, ""
+
+    def record_operation(self, operation_kind: str, data: dict[str, Any]) -> str:
+        """Record a compensable operation of the current task; returns its id."""
+        scope = current_scope.get()
+        if scope is None:
+            raise RuntimeError(
+                "record_operation needs a running task (wrap_task_execution "
+                "or ErrorHandlingContext)"
+            )
+        scope.operations += 1
+        operation_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{scope.task_id}/{scope.operations}"))
+        self.emit(
+            OperationRecorded,
+            task_id=scope.task_id,
+            template_id=scope.template_id,
+            operation_type=scope.operation_type,
+            attempt=scope.attempt,
+            operation_id=operation_id,
+            operation_kind=operation_kind,
+            data=data,
+        )
+        return operation_id
+
+    # -- external calls ----------------------------------------------------------------
+
+    async def protect_external_call(
+        self,
+        service: str,
+        func: Callable[..., Any],
+        *args: Any,
+        fallback: Any = _MISSING,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``func(*args, **kwargs)`` through ``service``'s circuit breaker.
+
+        Publishes one ``call.completed`` per call: success, failure, timeout, rejected
+        (short-circuited) or fallback (``fallback_reason`` says why; the error is kept).
+        ``fallback`` is a value, or a callable called with no arguments. Without one, a
+        rejected call raises :class:`CircuitOpenError`. Only transient and resource
+        errors count against the breaker: a 400 says the service is up.
+        """
+        self.counters["calls"] += 1
+        breaker = self.circuit_breakers.get(service)
+        scope = current_scope.get()
+        task_id = scope.task_id if scope else None
+        started = self.clock.monotonic()
+        if not breaker.allow():
+            self.counters["rejected"] += 1
+            if fallback is not _MISSING:
+                value = await self._fallback(fallback)
+                self._call_event(service, "fallback", started, task_id, None, "rejected")
+                return value
+            self._call_event(service, "rejected", started, task_id, None, None)
+            raise CircuitOpenError(service, breaker.retry_after())
+        try:
+            if timeout is None:
+                result = await call_user_function(func, *args, **kwargs)
+            else:
+                import asyncio
+
+                result = await asyncio.wait_for(call_user_function(func, *args, **kwargs), timeout)
+        except Exception as exc:
+            verdict = self.classifier.classify(exc)
+            if verdict.category in ("transient", "resource"):
+                breaker.record_failure()
+            else:
+                breaker.release()
+            info = error_info(exc, verdict, service)
+            outcome = "timeout" if isinstance(exc, TimeoutError) else "failure"
+            if fallback is not _MISSING:
+                value = await self._fallback(fallback)
+                self._call_event(service, "fallback", started, task_id, info, outcome)
+                return value
+            self._call_event(service, outcome, started, task_id, info, None)
+            try:
+                exc.service = service  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                pass
+            raise
+        breaker.record_success()
+        self._call_event(service, "success", started, task_id, None, None)
+        return result
+
+    async def _fallback(self, fallback: Any) -> Any:
+        self.counters["fallbacks"] += 1
+        if callable(fallback):
+            return await call_user_function(fallback)
+        return fallback
+
+    def _call_event(
+        self,
+        service: str,
+        outcome: str,
+        started: float,
+        task_id: str | None,
+        error: Any,
+        fallback_reason: str | None,
+    ) -> None:
+        extra = {"fallback_reason": fallback_reason} if fallback_reason else {}
+        self.emit(
+            CallCompleted,
+            service=service,
+            outcome=outcome,
+            task_id=task_id,
+            error=error,
+            duration_ms=max(0.0, (self.clock.monotonic() - started) * 1000),
+            **extra,
+        )
+
+    # -- what runners register -----------------------------------------------------------
+
+    def register_executor(
+        self, func: Executor, *, template_id: str | None = None, operation_type: str | None = None
+    ) -> Executor:
+        """The function that re-runs a task on ``recovery.retry`` (receives task_data)."""
+        if template_id is None and operation_type is None:
+            raise ValueError("register an executor for a template_id, an operation_type or both")
+        self.executors[(template_id, operation_type)] = func
+        return func
+
+    def executor(
+        self, template_id: str | None = None, *, operation_type: str | None = None
+    ) -> Callable[[Executor], Executor]:
+        def decorate(func: Executor) -> Executor:
+            return self.register_executor(
+                func, template_id=template_id, operation_type=operation_type
+            )
+
+        return decorate
+
+    def executor_for(self, template_id: str, operation_type: str) -> Executor | None:
+        for key in ((template_id, operation_type), (template_id, None), (None, operation_type)):
+            if key in self.executors:
+                return self.executors[key]
+        return None
+
+    def register_compensator(self, operation_kind: str, func: Executor) -> Executor:
+        """The function that undoes ``operation_kind`` (receives the recorded data)."""
+        self.compensators[operation_kind] = func
+        return func
+
+    def compensator(self, operation_kind: str) -> Callable[[Executor], Executor]:
+        def decorate(func: Executor) -> Executor:
+            return self.register_compensator(operation_kind, func)
+
+        return decorate
+
+    # -- analysis ----------------------------------------------------------------------
+
+    async def get_error_analysis(self, window_minutes: int = 5) -> dict[str, Any]:
+        """The seed's analysis, answered by the pipeline (API or ClickHouse)."""
+        analysis = await fetch_analysis(self.config, window_minutes)
+        analysis.setdefault("sdk", {})
+        analysis["sdk"] = {
+            "runner_id": self.config.runner_id,
+            "counters": dict(self.counters),
+            "publisher": self.publisher.stats(),
+            "local_circuit_breakers": self.circuit_breakers.status(),
+        }
+        return analysis

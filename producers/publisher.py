@@ -1,0 +1,304 @@
+"""Publishing that never hurts the runner.
+
+:meth:`KafkaPublisher.publish` is synchronous and O(1): it appends the event to a
+bounded in-memory buffer and returns. A background sender encodes, batches and sends
+with an idempotent aiokafka producer. When Kafka is unreachable (also at start-up) or
+the buffer is full, records go to the disk :class:`~producers.spool.Spool` and are
+delivered, in publish order, when Kafka answers again — by this process or, after a
+crash, by the next one using the same spool directory. ``close()`` flushes.
+
+What can be lost: events still in memory when the process is killed with SIGKILL
+while Kafka is reachable (at most one linger interval plus one in-flight batch).
+Everything spooled survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+
+from producers.spool import Spool, SpooledRecord, SpoolLocked
+from schemas import Envelope, encode, key_of, topic_of
+
+__all__ = ["KafkaPublisher", "Publisher", "PublisherConfig", "PublisherStats"]
+
+log = logging.getLogger("errorflow.publisher")
+
+
+class Publisher(Protocol):
+    """Where the SDK sends events. ``publish`` must never block or raise."""
+
+    def publish(self, event: Envelope) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self, timeout_s: float = 10.0) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherConfig:
+    bootstrap_servers: str
+    spool_dir: Path
+    max_buffer: int = 10_000
+    batch_size: int = 500
+    send_timeout_s: float = 5.0
+    reconnect_backoff_s: float = 1.0
+    linger_ms: int = 5
+
+
+@dataclass(slots=True)
+class PublisherStats:
+    published: int = 0
+    sent: int = 0
+    spooled: int = 0
+    dropped: int = 0
+    delivery_failures: int = 0
+
+
+class KafkaPublisher:
+    def __init__(self, config: PublisherConfig) -> None:
+        self.config = config
+        self.counters = PublisherStats()
+        self._pending: deque[tuple[int, Envelope]] = deque()
+        self._wake = asyncio.Event()
+        self._spool: Spool | None = None
+        self._seq = 0
+        self._producer: AIOKafkaProducer | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._closing = False
+        self._in_flight = 0
+        self.connected = False
+
+    # -- the runner's side: never blocks, never raises ---------------------------------
+
+    def publish(self, event: Envelope) -> None:
+        self._seq += 1
+        self._pending.append((self._seq, event))
+        self.counters.published += 1
+        if len(self._pending) > self.config.max_buffer:
+            self._spill_pending()
+        if not self._wake.is_set():
+            self._wake.set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the spool and start the sender. Never fails because Kafka is down."""
+        if self._sender is not None:
+            return
+        self._spool = _open_spool(self.config.spool_dir)
+        self._seq = max(self._seq, self._spool.last_seq() + 1)
+        self._sender = asyncio.create_task(self._run(), name="errorflow-publisher")
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is buffered (up to ``timeout_s``), spool the rest, stop."""
+        if self._sender is None:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._sender), timeout_s)
+        except TimeoutError:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        self._spill_pending()
+        await self._disconnect()
+        if self._spool is not None:
+            self._spool.close()
+        self._sender = None
+
+    async def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything published so far was delivered; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            idle = not self._pending and self._in_flight == 0
+            if idle and (self._spool is None or self._spool.is_empty()):
+                return True
+            self._wake.set()
+            await asyncio.sleep(0.02)
+        return False
+
+    def stats(self) -> dict[str, Any]:
+        spool = self._spool
+        return {
+            "published": self.counters.published,
+            "sent": self.counters.sent,
+            "spooled": self.counters.spooled,
+            "dropped": self.counters.dropped,
+            "delivery_failures": self.counters.delivery_failures,
+            "pending": len(self._pending),
+            "spool_segments": len(spool.segments()) if spool else 0,
+            "connected": self.connected,
+        }
+
+    # -- the sender --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if (
+                self._closing
+                and not self._pending
+                and (self._spool is None or self._spool.is_empty())
+            ):
+                return
+            if not self.connected and not await self._connect():
+                if self._closing:
+                    return  # close() spools what is left
+                self._spill_pending()
+                await self._pause(self.config.reconnect_backoff_s)
+                continue
+            if self._spool is not None and not self._spool.is_empty():
+                await self._drain_spool()
+                continue
+            if not self._pending:
+                if self._closing:
+                    return
+                await self._pause(1.0)
+                continue
+            await self._send_pending_batch()
+
+    async def _pause(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _connect(self) -> bool:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.config.bootstrap_servers,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=self.config.linger_ms,
+            request_timeout_ms=int(self.config.send_timeout_s * 1000),
+            retry_backoff_ms=200,
+        )
+        try:
+            await asyncio.wait_for(producer.start(), self.config.send_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not now"; we retry
+            log.debug("errorflow.publisher.connect_failed", extra={"error": repr(exc)})
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 1.0)
+            return False
+        self._producer = producer
+        self.connected = True
+        log.info("errorflow.publisher.connected")
+        return True
+
+    async def _disconnect(self) -> None:
+        producer, self._producer = self._producer, None
+        self.connected = False
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 2.0)
+
+    async def _deliver(self, records: list[SpooledRecord]) -> bool:
+        producer = self._producer
+        if producer is None:
+            return False
+
+        async def send_all() -> None:
+            futures = [
+                await producer.send(
+                    r.topic, r.value, key=r.key, headers=[("type", r.type.encode())]
+                )
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(send_all(), self.config.send_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - delivery failures switch to the spool
+            self.counters.delivery_failures += 1
+            log.warning("errorflow.publisher.delivery_failed", extra={"error": repr(exc)})
+            await self._disconnect()
+            return False
+        self.counters.sent += len(records)
+        return True
+
+    async def _send_pending_batch(self) -> None:
+        batch = [
+            self._pending.popleft() for _ in range(min(self.config.batch_size, len(self._pending)))
+        ]
+        records = [_record(seq, event) for seq, event in batch]
+        self._in_flight = len(records)
+        try:
+            delivered = await self._deliver(records)
+        finally:
+            self._in_flight = 0
+        if not delivered:
+            # The failed batch is older than anything spooled meanwhile: its own segment,
+            # named by its first seq, sorts before the newer overflow.
+            self._write_spool(records, own_segment=True)
+            self._spill_pending()
+
+    async def _drain_spool(self) -> None:
+        assert self._spool is not None
+        oldest = self._spool.oldest()
+        if oldest is None:
+            return
+        segment, records = oldest
+        for start in range(0, len(records), self.config.batch_size):
+            if not await self._deliver(records[start : start + self.config.batch_size]):
+                return  # the segment stays; re-sent later (consumers dedupe by event_id)
+        self._spool.delete(segment)
+
+    def _spill_pending(self) -> None:
+        if not self._pending:
+            return
+        batch = list(self._pending)
+        self._pending.clear()
+        self._write_spool([_record(seq, event) for seq, event in batch], own_segment=False)
+
+    def _write_spool(self, records: list[SpooledRecord], *, own_segment: bool) -> None:
+        if self._spool is None:
+            self.counters.dropped += len(records)
+            log.error(
+                "errorflow.publisher.dropped", extra={"count": len(records), "why": "no spool"}
+            )
+            return
+        try:
+            self._spool.append(records, own_segment=own_segment)
+        except OSError as exc:
+            self.counters.dropped += len(records)
+            log.error(
+                "errorflow.publisher.dropped", extra={"count": len(records), "error": repr(exc)}
+            )
+            return
+        self.counters.spooled += len(records)
+
+
+def _record(seq: int, event: Envelope) -> SpooledRecord:
+    return SpooledRecord(
+        seq, topic_of(event).name, key_of(event).encode(), encode(event), event.type
+    )
+
+
+def _open_spool(directory: Path) -> Spool | None:
+    try:
+        return Spool(directory)
+    except SpoolLocked:
+        # Another process of this runner owns the directory: use a private one rather
+        # than stopping the runner. Its leftovers are delivered by the next process
+        # that starts with the same pid-suffixed directory, so say so loudly.
+        private = directory.with_name(f"{directory.name}-{os.getpid()}")
+        log.warning(
+            "errorflow.publisher.spool_locked",
+            extra={"spool": str(directory), "using": str(private)},
+        )
+        return Spool(private)
+    except OSError as exc:
+        log.error(
+            "errorflow.publisher.no_spool", extra={"spool": str(directory), "error": repr(exc)}
+        )
+        return None
