@@ -19,12 +19,12 @@ class Backoff:
     enabled: bool = True
 
     def ceiling(self, retry: int) -> float:
-        return min(self.cap_s, self.base_s * 2 ** max(0, retry - 1))
+        return min(self.cap_s, self.base_s * 2.0 ** max(0, retry - 1))
 
     def delay(
         self, retry: int, *, retry_after: float | None = None, rng: random.Random | None = None
     ) -> float:
         if not self.enabled:
             return 0.0
-        jittered = (rng or random).uniform(0.0, self.ceiling(retry))  # noqa: S311 - not crypto
+        jittered: float = (rng or random).uniform(0.0, self.ceiling(retry))  # noqa: S311 - not crypto
         return max(jittered, retry_after or 0.0)

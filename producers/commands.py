@@ -19,7 +19,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from producers.invoke import call_user_function
 from producers.ledger import CommandLedger
@@ -97,12 +97,14 @@ class CommandListener:
     # -- breaker state -----------------------------------------------------------------
 
     async def _breaker_states(self) -> None:
-        consumer = self._consumer(enable_auto_commit=False)
+        # No group: aiokafka then assigns every partition to this consumer, and with no
+        # committed offsets "earliest" reads the whole compacted topic on every start.
+        consumer = self._consumer(
+            group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         await consumer.start()
         try:
-            partitions = await self._partitions(consumer, BREAKER_STATE.name)
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
+            consumer.subscribe([BREAKER_STATE.name])
             while True:
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
@@ -110,15 +112,6 @@ class CommandListener:
                         self._apply_breaker_state(record.value)
         finally:
             await consumer.stop()
-
-    async def _partitions(self, consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-        for _ in range(50):
-            found = consumer.partitions_for_topic(topic)
-            if found:
-                return [TopicPartition(topic, p) for p in sorted(found)]
-            await consumer.topics()  # refreshes metadata
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"topic {topic} does not exist; run `errorflow topics create`")
 
     def _apply_breaker_state(self, raw: bytes | None) -> None:
         if raw is None:

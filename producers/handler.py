@@ -8,6 +8,8 @@ publisher, which spools when the broker is away.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -228,9 +230,13 @@ class ErrorHandler:
         if isinstance(exc, CircuitOpenError):
             return None, f"breaker for {exc.service} is open; the fleet decides when to retry"
         service = getattr(exc, "service", None)
-        if isinstance(service, str) and service in self.circuit_breakers:
-            if self.circuit_breakers.get(service).state == "open":
-                return None, f"breaker for {service} is open"
+        breakers = self.circuit_breakers
+        if (
+            isinstance(service, str)
+            and service in breakers
+            and breakers.get(service).state == "open"
+        ):
+            return None, f"breaker for {service} is open"
         delay = self.backoff.delay(attempt, retry_after=verdict.retry_after)
         if deadline is not None and self.clock.monotonic() + delay > deadline:
             return None, "the task deadline leaves no time for another attempt"
@@ -296,8 +302,6 @@ class ErrorHandler:
             if timeout is None:
                 result = await call_user_function(func, *args, **kwargs)
             else:
-                import asyncio
-
                 result = await asyncio.wait_for(call_user_function(func, *args, **kwargs), timeout)
         except Exception as exc:
             verdict = self.classifier.classify(exc)
@@ -312,10 +316,8 @@ class ErrorHandler:
                 self._call_event(service, "fallback", started, task_id, info, outcome)
                 return value
             self._call_event(service, outcome, started, task_id, info, None)
-            try:
+            with contextlib.suppress(AttributeError, TypeError):
                 exc.service = service  # type: ignore[attr-defined]
-            except (AttributeError, TypeError):
-                pass
             raise
         breaker.record_success()
         self._call_event(service, "success", started, task_id, None, None)

@@ -97,7 +97,8 @@ class KafkaPublisher:
         if self._sender is not None:
             return
         self._spool = _open_spool(self.config.spool_dir)
-        self._seq = max(self._seq, self._spool.last_seq() + 1)
+        if self._spool is not None:
+            self._seq = max(self._seq, self._spool.last_seq() + 1)
         self._sender = asyncio.create_task(self._run(), name="errorflow-publisher")
 
     async def close(self, timeout_s: float = 10.0) -> None:

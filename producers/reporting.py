@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import traceback
 from typing import Any
@@ -48,10 +49,8 @@ def resource_need(exc: BaseException) -> ResourceNeed:
 
 def annotate(exc: BaseException, info: ErrorInfo, outcome: str) -> None:
     """Attach the classification to the original exception before it is re-raised."""
-    try:
+    with contextlib.suppress(AttributeError, TypeError):
         exc.errorflow_error = info  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):
-        pass
     exc.add_note(
         f"errorflow: {info.category} (rule {info.rule}, fingerprint {info.fingerprint}); {outcome}"
     )

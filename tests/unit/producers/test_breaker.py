@@ -55,8 +55,9 @@ def test_probe_failure_reopens() -> None:
 
 def test_failure_rate_window_with_minimum_calls() -> None:
     """At 50% failures over >= 10 calls the breaker opens though failures were not consecutive."""
-    breaker, clock = _breaker(failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=10,
-                              window_s=30)
+    breaker, clock = _breaker(
+        failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=10, window_s=30
+    )
     for i in range(9):
         (breaker.record_failure if i % 2 else breaker.record_success)()
     assert breaker.state == "closed"  # 9 calls: below minimum
@@ -84,8 +85,12 @@ def test_cluster_state_is_merged_stricter_wins() -> None:
 def test_add_breaker_uses_the_seed_signature() -> None:
     """add_breaker(service, failure_threshold, recovery_timeout, success_threshold)."""
     registry = CircuitBreakerRegistry(clock=ManualClock())
-    registry.add_breaker(service="my_service", failure_threshold=5, recovery_timeout=120,
-                         success_threshold=3)
+    registry.add_breaker(
+        service="my_service", failure_threshold=5, recovery_timeout=120, success_threshold=3
+    )
     status = registry.status()["my_service"]
-    assert (status["failure_threshold"], status["recovery_timeout"], status["success_threshold"]) == (
-        5, 120, 3)
+    assert (
+        status["failure_threshold"],
+        status["recovery_timeout"],
+        status["success_threshold"],
+    ) == (5, 120, 3)

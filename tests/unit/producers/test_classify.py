@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import types
 from pathlib import Path
@@ -50,16 +49,25 @@ CASES = [
     (ConnectionRefusedError(), "transient", "builtin:network"),
     (ConnectionAbortedError(), "transient", "builtin:network"),
     (TimeoutError(), "transient", "builtin:network"),
-    (asyncio.TimeoutError(), "transient", "builtin:network"),
-    (_fake("httpx", "ReadTimeout", _fake("httpx", "TimeoutException"))(), "transient",
-     "builtin:network"),
+    (TimeoutError(), "transient", "builtin:network"),
+    (
+        _fake("httpx", "ReadTimeout", _fake("httpx", "TimeoutException"))(),
+        "transient",
+        "builtin:network",
+    ),
     (_fake("requests.exceptions", "ConnectionError")(), "transient", "builtin:network"),
     (OSError(errno.ENETUNREACH, "Network is unreachable"), "transient", "builtin:errno-network"),
     (MemoryError(), "resource", "builtin:out-of-memory"),
-    (_fake("torch.cuda", "OutOfMemoryError")("CUDA out of memory"), "resource",
-     "builtin:out-of-memory"),
-    (RuntimeError("CUDA error: out of memory. Tried to allocate 2.00 GiB"), "resource",
-     "builtin:message-cuda-oom"),
+    (
+        _fake("torch.cuda", "OutOfMemoryError")("CUDA out of memory"),
+        "resource",
+        "builtin:out-of-memory",
+    ),
+    (
+        RuntimeError("CUDA error: out of memory. Tried to allocate 2.00 GiB"),
+        "resource",
+        "builtin:message-cuda-oom",
+    ),
     (RuntimeError("GPU unavailable on this node"), "resource", "builtin:message-gpu-unavailable"),
     (OSError(errno.ENOSPC, "No space left on device"), "resource", "builtin:errno-resource"),
     (_pydantic_error(), "validation", "builtin:validation-types"),
@@ -67,10 +75,16 @@ CASES = [
     (ValueError("width must be a multiple of 8"), "validation", "builtin:validation-types"),
     (TypeError("expected str"), "validation", "builtin:validation-types"),
     (PermissionError(errno.EACCES, "Permission denied"), "permanent", "builtin:permission"),
-    (_fake("fsspec", "StoreError", OSError)(errno.EACCES, "denied"), "permanent",
-     "builtin:errno-permission"),
-    (RuntimeError("model sdxl-turbo not found in store"), "permanent",
-     "builtin:message-model-not-found"),
+    (
+        _fake("fsspec", "StoreError", OSError)(errno.EACCES, "denied"),
+        "permanent",
+        "builtin:errno-permission",
+    ),
+    (
+        RuntimeError("model sdxl-turbo not found in store"),
+        "permanent",
+        "builtin:message-model-not-found",
+    ),
     (HTTPStatusError(401), "permanent", "builtin:http-auth-missing"),
     (HTTPStatusError(403), "permanent", "builtin:http-auth-missing"),
     (HTTPStatusError(404), "permanent", "builtin:http-auth-missing"),

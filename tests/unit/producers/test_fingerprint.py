@@ -46,8 +46,13 @@ def test_fingerprint_is_stable_across_processes() -> None:
         "try:\n    f()\nexcept ConnectionError as e:\n    print(fingerprint(e))\n"
     )
     runs = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       env={"PYTHONHASHSEED": seed}).stdout.strip()
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed},
+        ).stdout.strip()
         for seed in ("1", "2")
     }
     assert len(runs) == 1

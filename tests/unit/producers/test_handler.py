@@ -41,12 +41,20 @@ async def test_transient_errors_are_retried_then_succeed() -> None:
     """Two resets then success: started, two attempt_failed (transient), succeeded."""
     handler = create_test_handler()
     result = await handler.wrap_task_execution(
-        task_id="t1", template_id="sd", operation_type="image_generation",
-        task_data={"prompt": "x"}, execute_func=_failing(2, ConnectionResetError("reset")))
+        task_id="t1",
+        template_id="sd",
+        operation_type="image_generation",
+        task_data={"prompt": "x"},
+        execute_func=_failing(2, ConnectionResetError("reset")),
+    )
     assert result == "done:x"
     events = _events(handler).events
-    assert [e.type for e in events] == ["task.started", "task.attempt_failed",
-                                        "task.attempt_failed", "task.succeeded"]
+    assert [e.type for e in events] == [
+        "task.started",
+        "task.attempt_failed",
+        "task.attempt_failed",
+        "task.succeeded",
+    ]
     assert [getattr(e, "attempt", None) for e in events] == [1, 1, 2, 3]
     assert all(e.error.category == "transient" for e in events[1:3])  # type: ignore[attr-defined]
 
@@ -67,8 +75,9 @@ async def test_out_of_attempts_publishes_task_failed_and_raises_the_original() -
     """After max_attempts the original exception propagates, annotated; task.failed says so."""
     handler = create_test_handler(max_attempts=2)
     with pytest.raises(ConnectionResetError) as info:
-        await handler.wrap_task_execution("t", "sd", "img", {"prompt": "p"},
-                                          _failing(5, ConnectionResetError("reset")))
+        await handler.wrap_task_execution(
+            "t", "sd", "img", {"prompt": "p"}, _failing(5, ConnectionResetError("reset"))
+        )
     assert info.value.errorflow_error.category == "transient"  # type: ignore[attr-defined]
     assert "attempt 2 of 2" in info.value.__notes__[0]
     failed = _events(handler).of_type("task.failed")[0]
@@ -78,8 +87,11 @@ async def test_out_of_attempts_publishes_task_failed_and_raises_the_original() -
 
 @pytest.mark.parametrize(
     ("exc", "category"),
-    [(ValueError("bad size"), "validation"), (PermissionError("denied"), "permanent"),
-     (ResourceError("no GPU", resource_kind="gpu"), "resource")],
+    [
+        (ValueError("bad size"), "validation"),
+        (PermissionError("denied"), "permanent"),
+        (ResourceError("no GPU", resource_kind="gpu"), "resource"),
+    ],
 )
 async def test_non_transient_errors_are_not_retried(exc: Exception, category: str) -> None:
     """Validation, permanent and resource errors fail at once with one task.failed."""
@@ -99,7 +111,9 @@ async def test_deadline_stops_retries() -> None:
     handler = create_test_handler(backoff_base_s=10, backoff_cap_s=10, task_deadline_s=1)
     handler.backoff = handler.backoff.__class__(10, 10, True)
     with pytest.raises(ConnectionResetError) as info:
-        await handler.wrap_task_execution("t", "sd", "img", None, _failing(1, ConnectionResetError()))
+        await handler.wrap_task_execution(
+            "t", "sd", "img", None, _failing(1, ConnectionResetError())
+        )
     assert "deadline" in info.value.__notes__[0] or "attempt" in info.value.__notes__[0]
 
 
@@ -108,8 +122,9 @@ async def test_retry_budget_prevents_a_retry_storm() -> None:
     handler = create_test_handler(retry_budget_min_per_window=3, retry_budget_ratio=0.0)
     for i in range(5):
         with pytest.raises(ConnectionResetError):
-            await handler.wrap_task_execution(f"t{i}", "sd", "img", None,
-                                              _failing(99, ConnectionResetError()))
+            await handler.wrap_task_execution(
+                f"t{i}", "sd", "img", None, _failing(99, ConnectionResetError())
+            )
     assert len(_events(handler).of_type("task.attempt_failed")) == 3
 
 
@@ -124,14 +139,16 @@ async def test_sync_execute_func_runs_off_the_event_loop() -> None:
         return len(data)
 
     assert await handler.wrap_task_execution("t", "sd", "img", {"a": 1}, blocking) == 1
-    assert seen and seen[0] != loop_thread
+    assert seen
+    assert seen[0] != loop_thread
 
 
 async def test_protect_external_call_publishes_every_outcome() -> None:
     """success, failure, then rejected and fallback once the breaker is open."""
     handler = create_test_handler()
-    handler.circuit_breakers.add_breaker("comfyui", failure_threshold=2, recovery_timeout=60,
-                                         success_threshold=1)
+    handler.circuit_breakers.add_breaker(
+        "comfyui", failure_threshold=2, recovery_timeout=60, success_threshold=1
+    )
 
     async def ok() -> str:
         return "ok"
@@ -146,7 +163,10 @@ async def test_protect_external_call_publishes_every_outcome() -> None:
     with pytest.raises(CircuitOpenError):
         await handler.protect_external_call("comfyui", ok)
     assert await handler.protect_external_call("comfyui", ok, fallback="cached") == "cached"
-    assert await handler.protect_external_call("comfyui", ok, fallback=lambda: "computed") == "computed"
+    assert (
+        await handler.protect_external_call("comfyui", ok, fallback=lambda: "computed")
+        == "computed"
+    )
     outcomes = [e.outcome for e in _events(handler).of_type("call.completed")]  # type: ignore[attr-defined]
     assert outcomes == ["success", "failure", "failure", "rejected", "fallback", "fallback"]
 
@@ -183,10 +203,14 @@ async def test_decorator_and_context_manager_keep_the_seed_api() -> None:
     assert (started.task_id, started.task_data) == ("task-9", {"prompt": "cat"})  # type: ignore[attr-defined]
     assert _events(handler).of_type("call.completed")[0].task_id == "task-9"  # type: ignore[attr-defined]
 
-    with pytest.raises(ValueError, match="bad frames"):
-        async with ErrorHandlingContext(handler, task_id="task-456", template_id="video-gen",
-                                        operation_type="video_generation",
-                                        task_data={"frames": 0}) as ctx:
+    with pytest.raises(ValueError, match="bad frames"):  # noqa: PT012 - the block is the task
+        async with ErrorHandlingContext(
+            handler,
+            task_id="task-456",
+            template_id="video-gen",
+            operation_type="video_generation",
+            task_data={"frames": 0},
+        ) as ctx:
             ctx.record_operation("file_upload", {"file_path": "/tmp/input.mp4"})
             ctx.record_operation("resource_allocation", {"allocation_id": "gpu-123"})
             raise ValueError("bad frames")
