@@ -5,14 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup tools test unit lint format demo kafka-start kafka-stop clean
+.PHONY: setup tools test unit lint format demo kafka-stop clean bench-sdk
 
 setup: $(VENV)/.installed tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[pipeline,test]'
+	$(BIN)/pip install -q -e '.[pipeline,test,bench]'
 	touch $@
 
 tools:
@@ -38,6 +38,11 @@ format: $(VENV)/.installed
 demo: setup
 	$(BIN)/errorflow kafka start
 	$(BIN)/errorflow topics create
+
+bench-sdk: setup
+	$(BIN)/errorflow kafka start
+	$(BIN)/errorflow topics create
+	$(BIN)/python -m benchmarks.sdk_overhead --kafka 127.0.0.1:9092
 
 kafka-stop:
 	$(BIN)/errorflow kafka stop

@@ -57,6 +57,9 @@ class CircuitBreaker:
     _cluster: _ClusterView | None = None
     reason: str = ""
     transitions: int = 0
+    # True while both the local and the cluster state are closed: the success path
+    # then costs two attribute reads (benchmarks/sdk_overhead.py).
+    _fast_closed: bool = True
 
     @property
     def local_state(self) -> State:
@@ -87,6 +90,8 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Whether a call may go out now; a half-open admission reserves a probe slot."""
+        if self._fast_closed:
+            return True
         state = self.state
         if state == "open":
             return False
@@ -97,9 +102,14 @@ class CircuitBreaker:
         return True
 
     def record_success(self) -> None:
-        now = self.clock.monotonic()
-        self._observe(now, ok=True)
+        if self._fast_closed and self.config.failure_rate_threshold is None:
+            self._consecutive_failures = 0
+            return
+        if self.config.failure_rate_threshold is not None:
+            self._observe(self.clock.monotonic(), ok=True)
         self._consecutive_failures = 0
+        if self._fast_closed:
+            return
         if self._state == "half_open" or self.state == "half_open":
             self._probes_in_flight = max(0, self._probes_in_flight - 1)
             self._half_open_successes += 1
@@ -108,7 +118,8 @@ class CircuitBreaker:
 
     def record_failure(self) -> None:
         now = self.clock.monotonic()
-        self._observe(now, ok=False)
+        if self.config.failure_rate_threshold is not None:
+            self._observe(now, ok=False)
         self._consecutive_failures += 1
         if self._state == "half_open":
             self._probes_in_flight = max(0, self._probes_in_flight - 1)
@@ -129,8 +140,12 @@ class CircuitBreaker:
         self._probes_in_flight = max(0, self._probes_in_flight - 1)
 
     def failure_rate(self) -> float | None:
-        """Failures / calls in the window, once ``minimum_calls`` were seen."""
-        if len(self._window) < self.config.minimum_calls:
+        """Failures / calls in the window, once ``minimum_calls`` were seen (None when
+        no ``failure_rate_threshold`` is configured: the window is not kept then)."""
+        if (
+            self.config.failure_rate_threshold is None
+            or len(self._window) < self.config.minimum_calls
+        ):
             return None
         failures = sum(1 for _, ok in self._window if not ok)
         return failures / len(self._window)
@@ -142,6 +157,7 @@ class CircuitBreaker:
     def apply_cluster_state(self, state: State, *, reason: str = "") -> None:
         """Merge the fleet's view for this service (from ``errorflow.breaker-state``)."""
         self._cluster = _ClusterView(state, self.clock.monotonic(), reason)
+        self._refresh_fast_path()
         if state == "closed" and self._state == "half_open":
             self._probes_in_flight = 0
 
@@ -182,6 +198,11 @@ class CircuitBreaker:
         self._half_open_successes = 0
         if state == "closed":
             self._consecutive_failures = 0
+        self._refresh_fast_path()
+
+    def _refresh_fast_path(self) -> None:
+        cluster_closed = self._cluster is None or self._cluster.state == "closed"
+        self._fast_closed = self._state == "closed" and cluster_closed
 
 
 class CircuitBreakerRegistry:
@@ -190,7 +211,7 @@ class CircuitBreakerRegistry:
     def __init__(self, *, default: BreakerConfig | None = None, clock: Clock | None = None) -> None:
         self._default = default or BreakerConfig()
         self._clock = clock or SystemClock()
-        self._breakers: dict[str, CircuitBreaker] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}
 
     def add_breaker(
         self,
@@ -209,24 +230,25 @@ class CircuitBreakerRegistry:
             success_threshold=success_threshold,
             **options,
         )
-        previous = self._breakers.get(service)
+        previous = self.breakers.get(service)
         breaker = CircuitBreaker(service, config, self._clock)
         if previous is not None and previous._cluster is not None:
             breaker._cluster = previous._cluster
-        self._breakers[service] = breaker
+            breaker._refresh_fast_path()
+        self.breakers[service] = breaker
         return breaker
 
     def get(self, service: str) -> CircuitBreaker:
-        breaker = self._breakers.get(service)
-        if breaker is None:
-            breaker = self._breakers[service] = CircuitBreaker(service, self._default, self._clock)
+        breaker = self.breakers.get(service)
+        if breaker is None:  # first use of a service: default settings
+            breaker = self.breakers[service] = CircuitBreaker(service, self._default, self._clock)
         return breaker
 
     def __contains__(self, service: object) -> bool:
-        return service in self._breakers
+        return service in self.breakers
 
     def status(self) -> dict[str, dict[str, Any]]:
-        return {name: b.snapshot() for name, b in sorted(self._breakers.items())}
+        return {name: b.snapshot() for name, b in sorted(self.breakers.items())}
 
     def reset(self, service: str) -> None:
         self.get(service).reset()

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from producers.analysis import fetch_analysis
 from producers.backoff import Backoff
-from producers.breaker import CircuitBreakerRegistry
+from producers.breaker import CircuitBreaker, CircuitBreakerRegistry
 from producers.budget import RetryBudget
 from producers.classify import Classification, Classifier
 from producers.clock import Clock, SystemClock
@@ -27,7 +29,7 @@ from producers.invoke import call_user_function, takes_argument
 from producers.publisher import KafkaPublisher, Publisher, PublisherConfig
 from producers.reporting import annotate, error_info, resource_need
 from producers.scope import TaskScope, current_scope
-from producers.tracing import current_trace
+from producers.tracing import current_trace, tracing_available
 from schemas import (
     CallCompleted,
     Envelope,
@@ -43,6 +45,7 @@ __all__ = ["ErrorHandler"]
 
 log = logging.getLogger("errorflow.handler")
 _MISSING: Any = object()
+_CO_COROUTINE = inspect.CO_COROUTINE
 Executor = Callable[..., Any]
 
 
@@ -70,6 +73,7 @@ class ErrorHandler:
             )
         )
         self.circuit_breakers = CircuitBreakerRegistry(clock=self.clock)
+        self._breakers = self.circuit_breakers.breakers
         self.backoff = Backoff(config.backoff_base_s, config.backoff_cap_s, config.backoff_enabled)
         self.retry_budget = RetryBudget(
             config.retry_budget_ratio,
@@ -85,11 +89,17 @@ class ErrorHandler:
             "succeeded": 0,
             "failed": 0,
             "retries": 0,
-            "calls": 0,
             "rejected": 0,
             "fallbacks": 0,
         }
         self._background: list[Any] = []
+        # The C function itself when the clock is the system's: one call less per use.
+        self._monotonic = (
+            time.monotonic if isinstance(self.clock, SystemClock) else self.clock.monotonic
+        )
+        self._tracing = tracing_available()
+        self._publish = self.publisher.publish
+        self._wall_offset = time.time() - self._monotonic()
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -128,9 +138,13 @@ class ErrorHandler:
         await self.close()
 
     def emit(self, model: type[Envelope], **fields: Any) -> None:
-        """Build a ``model`` event stamped with this runner's source and the active trace,
-        and hand it to the publisher (never blocks)."""
-        self.publisher.publish(model(source=self.source, trace=current_trace(), **fields))
+        """Hand a ``model`` event, stamped with this runner's source, the active trace and
+        the current time, to the publisher; it is built off the hot path (never blocks)."""
+        trace = current_trace() if self._tracing else None
+        now = time.time()
+        # Re-anchors the wall-clock offset the call success path uses instead of time.time().
+        self._wall_offset = now - self._monotonic()
+        self._publish((model, now, fields, self.source, trace))
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -285,43 +299,71 @@ class ErrorHandler:
         rejected call raises :class:`CircuitOpenError`. Only transient and resource
         errors count against the breaker: a 400 says the service is up.
         """
-        self.counters["calls"] += 1
-        breaker = self.circuit_breakers.get(service)
-        scope = current_scope.get()
-        task_id = scope.task_id if scope else None
-        started = self.clock.monotonic()
-        if not breaker.allow():
-            self.counters["rejected"] += 1
-            if fallback is not _MISSING:
-                value = await self._fallback(fallback)
-                self._call_event(service, "fallback", started, task_id, None, "rejected")
-                return value
-            self._call_event(service, "rejected", started, task_id, None, None)
-            raise CircuitOpenError(service, breaker.retry_after())
+        # The success path is kept flat on purpose: it is what every external call pays
+        # (benchmarks/sdk_overhead.py); rejections and failures take the slow paths.
+        breaker = self._breakers.get(service) or self.circuit_breakers.get(service)
+        monotonic = self._monotonic
+        started = monotonic()
+        # breaker.allow() and breaker.record_success() are inlined for the closed state.
+        if not breaker._fast_closed and not breaker.allow():
+            return await self._rejected(service, breaker, fallback, started)
+        code = getattr(func, "__code__", None)  # is_coroutine_function, inlined
         try:
-            if timeout is None:
+            if timeout is None and code is not None and code.co_flags & _CO_COROUTINE:
+                result = await func(*args, **kwargs)
+            elif timeout is None:
                 result = await call_user_function(func, *args, **kwargs)
             else:
                 result = await asyncio.wait_for(call_user_function(func, *args, **kwargs), timeout)
         except Exception as exc:
-            verdict = self.classifier.classify(exc)
-            if verdict.category in ("transient", "resource"):
-                breaker.record_failure()
-            else:
-                breaker.release()
-            info = error_info(exc, verdict, service)
-            outcome = "timeout" if isinstance(exc, TimeoutError) else "failure"
-            if fallback is not _MISSING:
-                value = await self._fallback(fallback)
-                self._call_event(service, "fallback", started, task_id, info, outcome)
-                return value
-            self._call_event(service, outcome, started, task_id, info, None)
-            with contextlib.suppress(AttributeError, TypeError):
-                exc.service = service  # type: ignore[attr-defined]
-            raise
-        breaker.record_success()
-        self._call_event(service, "success", started, task_id, None, None)
+            return await self._call_failed(exc, service, breaker, fallback, started)
+        if breaker._fast_closed and breaker.config.failure_rate_threshold is None:
+            breaker._consecutive_failures = 0
+        else:
+            breaker.record_success()
+        scope = current_scope.get()
+        now = monotonic()
+        self._publish(
+            (
+                CallCompleted,
+                now + self._wall_offset,
+                # the order of producers.pending.CALL_FIELDS
+                (service, "success", scope.task_id if scope else None, (now - started) * 1000),
+                self.source,
+                current_trace() if self._tracing else None,
+            )
+        )
         return result
+
+    async def _rejected(
+        self, service: str, breaker: CircuitBreaker, fallback: Any, started: float
+    ) -> Any:
+        self.counters["rejected"] += 1
+        if fallback is not _MISSING:
+            value = await self._fallback(fallback)
+            self._call_event(service, "fallback", started, None, "rejected")
+            return value
+        self._call_event(service, "rejected", started, None, None)
+        raise CircuitOpenError(service, breaker.retry_after())
+
+    async def _call_failed(
+        self, exc: Exception, service: str, breaker: CircuitBreaker, fallback: Any, started: float
+    ) -> Any:
+        verdict = self.classifier.classify(exc)
+        if verdict.category in ("transient", "resource"):
+            breaker.record_failure()
+        else:
+            breaker.release()
+        info = error_info(exc, verdict, service)
+        outcome = "timeout" if isinstance(exc, TimeoutError) else "failure"
+        if fallback is not _MISSING:
+            value = await self._fallback(fallback)
+            self._call_event(service, "fallback", started, info, outcome)
+            return value
+        self._call_event(service, outcome, started, info, None)
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.service = service  # type: ignore[attr-defined]
+        raise exc
 
     async def _fallback(self, fallback: Any) -> Any:
         self.counters["fallbacks"] += 1
@@ -334,10 +376,11 @@ class ErrorHandler:
         service: str,
         outcome: str,
         started: float,
-        task_id: str | None,
         error: Any,
         fallback_reason: str | None,
     ) -> None:
+        scope = current_scope.get()
+        task_id = scope.task_id if scope else None
         extra = {"fallback_reason": fallback_reason} if fallback_reason else {}
         self.emit(
             CallCompleted,

@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["call_user_function", "takes_argument"]
+__all__ = ["call_user_function", "is_coroutine_function", "takes_argument"]
 
 _arity: dict[object, bool] = {}
 
@@ -32,7 +32,15 @@ def takes_argument(func: Callable[..., Any]) -> bool:
     return known
 
 
+def is_coroutine_function(func: Callable[..., Any]) -> bool:
+    """Cheap check for plain ``async def`` functions and bound methods (a code flag)."""
+    code = getattr(func, "__code__", None)
+    return code is not None and bool(code.co_flags & inspect.CO_COROUTINE)
+
+
 def _is_async(func: Callable[..., Any]) -> bool:
+    if is_coroutine_function(func):
+        return True
     while isinstance(func, functools.partial):
         func = func.func
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(

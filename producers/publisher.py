@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
+from producers.pending import PendingEvent, materialize
 from producers.spool import Spool, SpooledRecord, SpoolLocked
 from schemas import Envelope, encode, key_of, topic_of
 
@@ -34,9 +35,10 @@ log = logging.getLogger("errorflow.publisher")
 
 
 class Publisher(Protocol):
-    """Where the SDK sends events. ``publish`` must never block or raise."""
+    """Where the SDK sends events. ``publish`` must never block or raise; it takes a
+    model or a :data:`~producers.pending.PendingEvent` to be materialized later."""
 
-    def publish(self, event: Envelope) -> None: ...
+    def publish(self, event: Envelope | PendingEvent) -> None: ...
 
     async def start(self) -> None: ...
 
@@ -69,7 +71,7 @@ class KafkaPublisher:
     def __init__(self, config: PublisherConfig) -> None:
         self.config = config
         self.counters = PublisherStats()
-        self._pending: deque[tuple[int, Envelope]] = deque()
+        self._pending: deque[tuple[int, Envelope | PendingEvent]] = deque()
         self._wake = asyncio.Event()
         self._spool: Spool | None = None
         self._seq = 0
@@ -81,7 +83,7 @@ class KafkaPublisher:
 
     # -- the runner's side: never blocks, never raises ---------------------------------
 
-    def publish(self, event: Envelope) -> None:
+    def publish(self, event: Envelope | PendingEvent) -> None:
         self._seq += 1
         self._pending.append((self._seq, event))
         self.counters.published += 1
@@ -148,27 +150,32 @@ class KafkaPublisher:
 
     async def _run(self) -> None:
         while True:
-            if (
-                self._closing
-                and not self._pending
-                and (self._spool is None or self._spool.is_empty())
-            ):
-                return
-            if not self.connected and not await self._connect():
-                if self._closing:
-                    return  # close() spools what is left
-                self._spill_pending()
-                await self._pause(self.config.reconnect_backoff_s)
-                continue
-            if self._spool is not None and not self._spool.is_empty():
-                await self._drain_spool()
-                continue
-            if not self._pending:
-                if self._closing:
+            try:
+                if await self._step():
                     return
-                await self._pause(1.0)
-                continue
+            except Exception as exc:  # noqa: BLE001 - the sender must outlive any bug
+                log.exception("errorflow.publisher.sender_error", extra={"error": repr(exc)})
+                await self._pause(self.config.reconnect_backoff_s)
+
+    async def _step(self) -> bool:
+        """One round of the sender; True when it should stop (closing, nothing left)."""
+        spool_empty = self._spool is None or self._spool.is_empty()
+        if self._closing and not self._pending and spool_empty:
+            return True
+        if not self.connected and not await self._connect():
+            if self._closing:
+                return True  # close() spools what is left
+            self._spill_pending()
+            await self._pause(self.config.reconnect_backoff_s)
+        elif not spool_empty:
+            await self._drain_spool()
+        elif self._pending:
             await self._send_pending_batch()
+        elif self._closing:
+            return True
+        else:
+            await self._pause(1.0)
+        return False
 
     async def _pause(self, seconds: float) -> None:
         self._wake.clear()
@@ -231,7 +238,7 @@ class KafkaPublisher:
         batch = [
             self._pending.popleft() for _ in range(min(self.config.batch_size, len(self._pending)))
         ]
-        records = [_record(seq, event) for seq, event in batch]
+        records = self._records(batch)
         self._in_flight = len(records)
         try:
             delivered = await self._deliver(records)
@@ -259,7 +266,22 @@ class KafkaPublisher:
             return
         batch = list(self._pending)
         self._pending.clear()
-        self._write_spool([_record(seq, event) for seq, event in batch], own_segment=False)
+        self._write_spool(self._records(batch), own_segment=False)
+
+    def _records(self, batch: list[tuple[int, Envelope | PendingEvent]]) -> list[SpooledRecord]:
+        records = []
+        for seq, item in batch:
+            try:
+                event = materialize(item)
+                records.append(
+                    SpooledRecord(
+                        seq, topic_of(event).name, key_of(event).encode(), encode(event), event.type
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - one bad event must not stop the sender
+                self.counters.dropped += 1
+                log.error("errorflow.publisher.unencodable", extra={"error": repr(exc)})
+        return records
 
     def _write_spool(self, records: list[SpooledRecord], *, own_segment: bool) -> None:
         if self._spool is None:
@@ -277,12 +299,6 @@ class KafkaPublisher:
             )
             return
         self.counters.spooled += len(records)
-
-
-def _record(seq: int, event: Envelope) -> SpooledRecord:
-    return SpooledRecord(
-        seq, topic_of(event).name, key_of(event).encode(), encode(event), event.type
-    )
 
 
 def _open_spool(directory: Path) -> Spool | None:

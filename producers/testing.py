@@ -12,6 +12,7 @@ from typing import Any
 from producers.clock import Clock, ManualClock
 from producers.config import SDKConfig
 from producers.handler import ErrorHandler
+from producers.pending import PendingEvent, materialize
 from schemas import Envelope
 
 __all__ = ["InMemoryPublisher", "create_test_handler"]
@@ -23,8 +24,8 @@ class InMemoryPublisher:
     def __init__(self) -> None:
         self.events: list[Envelope] = []
 
-    def publish(self, event: Envelope) -> None:
-        self.events.append(event)
+    def publish(self, event: Envelope | PendingEvent) -> None:
+        self.events.append(materialize(event))
 
     async def start(self) -> None:
         return None

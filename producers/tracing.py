@@ -7,10 +7,16 @@ from typing import Any
 
 from schemas import Trace
 
-__all__ = ["current_trace"]
+__all__ = ["current_trace", "tracing_available"]
 
 _otel: Any = None
 _checked = False
+
+
+def tracing_available() -> bool:
+    """Whether OpenTelemetry is importable (checked once)."""
+    current_trace()
+    return _otel is not None
 
 
 def current_trace() -> Trace | None:
