@@ -25,6 +25,7 @@ import tenacity
 
 from producers import SDKConfig
 from producers.handler import ErrorHandler
+from producers.pending import PendingEvent
 from producers.testing import InMemoryPublisher
 from schemas import Envelope
 
@@ -32,7 +33,7 @@ from schemas import Envelope
 class DiscardingPublisher(InMemoryPublisher):
     """Builds every event (the hot path) but keeps none, so memory stays flat."""
 
-    def publish(self, event: Envelope) -> None:
+    def publish(self, event: Envelope | PendingEvent) -> None:
         return None
 
 
@@ -47,7 +48,7 @@ async def noop_task(data: Any) -> int:
 def _libraries() -> dict[str, Callable[[], Awaitable[Any]]]:
     breaker = aiobreaker.CircuitBreaker(fail_max=5, timeout_duration=timedelta(seconds=60))
 
-    @circuitbreaker.circuit(failure_threshold=5, recovery_timeout=60)
+    @circuitbreaker.circuit(failure_threshold=5, recovery_timeout=60)  # type: ignore[untyped-decorator]
     async def cb_noop() -> int:
         return 1
 

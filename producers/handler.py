@@ -27,6 +27,7 @@ from producers.config import SDKConfig
 from producers.errors import CircuitOpenError
 from producers.invoke import call_user_function, takes_argument
 from producers.publisher import KafkaPublisher, Publisher, PublisherConfig
+from producers.registry import RunnerRegistry
 from producers.reporting import annotate, error_info, resource_need
 from producers.scope import TaskScope, current_scope
 from producers.tracing import current_trace, tracing_available
@@ -46,10 +47,9 @@ __all__ = ["ErrorHandler"]
 log = logging.getLogger("errorflow.handler")
 _MISSING: Any = object()
 _CO_COROUTINE = inspect.CO_COROUTINE
-Executor = Callable[..., Any]
 
 
-class ErrorHandler:
+class ErrorHandler(RunnerRegistry):
     def __init__(
         self,
         config: SDKConfig | None = None,
@@ -81,8 +81,7 @@ class ErrorHandler:
             config.retry_budget_window_s,
             self.clock,
         )
-        self.executors: dict[tuple[str | None, str | None], Executor] = {}
-        self.compensators: dict[str, Executor] = {}
+        RunnerRegistry.__init__(self)
         self.in_flight = 0
         self.counters = {
             "tasks": 0,
@@ -391,44 +390,6 @@ class ErrorHandler:
             duration_ms=max(0.0, (self.clock.monotonic() - started) * 1000),
             **extra,
         )
-
-    # -- what runners register -----------------------------------------------------------
-
-    def register_executor(
-        self, func: Executor, *, template_id: str | None = None, operation_type: str | None = None
-    ) -> Executor:
-        """The function that re-runs a task on ``recovery.retry`` (receives task_data)."""
-        if template_id is None and operation_type is None:
-            raise ValueError("register an executor for a template_id, an operation_type or both")
-        self.executors[(template_id, operation_type)] = func
-        return func
-
-    def executor(
-        self, template_id: str | None = None, *, operation_type: str | None = None
-    ) -> Callable[[Executor], Executor]:
-        def decorate(func: Executor) -> Executor:
-            return self.register_executor(
-                func, template_id=template_id, operation_type=operation_type
-            )
-
-        return decorate
-
-    def executor_for(self, template_id: str, operation_type: str) -> Executor | None:
-        for key in ((template_id, operation_type), (template_id, None), (None, operation_type)):
-            if key in self.executors:
-                return self.executors[key]
-        return None
-
-    def register_compensator(self, operation_kind: str, func: Executor) -> Executor:
-        """The function that undoes ``operation_kind`` (receives the recorded data)."""
-        self.compensators[operation_kind] = func
-        return func
-
-    def compensator(self, operation_kind: str) -> Callable[[Executor], Executor]:
-        def decorate(func: Executor) -> Executor:
-            return self.register_compensator(operation_kind, func)
-
-        return decorate
 
     # -- analysis ----------------------------------------------------------------------
 
