@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +206,41 @@ def test_events_are_plain_json_on_the_wire(kafka_bootstrap: str) -> None:
     )
     assert "__faust" not in wire
     assert wire["type"] == "task.started"
+
+
+async def test_retry_command_reruns_the_task_through_its_executor(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """recovery.retry (via kcat) re-runs the task in a runner, not before not_before,
+    with the command's attempt number; the same command again is dropped."""
+    task_id = f"it-retry-cmd-{time.time_ns()}"
+    runs: list[tuple[float, dict[str, Any]]] = []
+    not_before = s.utc_now() + timedelta(seconds=1.5)
+    command = s.RetryTask(
+        command_id=s.command_id(f"{task_id}-failed"), causation_id=f"{task_id}-failed",
+        task_id=task_id, template_id="video-gen", operation_type="video_generation", attempt=4,
+        not_before=not_before, task_data={"prompt": "sunset"}, reason="transient error")
+    since = await end_offsets(kafka_bootstrap, [TASKS])
+    config = _config(kafka_bootstrap, tmp_path, consume_commands=True,
+                     command_group=f"it-{time.time_ns()}")
+    async with ErrorHandler(config) as handler:
+
+        @handler.executor("video-gen")
+        async def regenerate(data: dict[str, Any]) -> str:
+            runs.append((time.time(), data))
+            return "ok"
+
+        for _ in range(2):
+            kcat_produce(kafka_bootstrap, "errorflow.recovery-commands", task_id,
+                         s.encode(command).decode())
+        for _ in range(100):
+            if runs:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+    assert len(runs) == 1
+    assert runs[0][1] == {"prompt": "sunset"}
+    assert runs[0][0] >= not_before.timestamp() - 0.05
+    events = await _task_events(kafka_bootstrap, since, task_id, 2)
+    assert [(e.type, e.attempt) for e in events] == [  # type: ignore[attr-defined]
+        ("task.started", 4), ("task.succeeded", 4)]

@@ -1,0 +1,71 @@
+"""Heartbeats carry what the runner reports; events carry the active trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+import schemas as s
+from producers.heartbeat import HeartbeatEmitter
+from producers.testing import InMemoryPublisher, create_test_handler
+
+
+def test_heartbeat_reports_process_and_probe_values() -> None:
+    """A beat has real cpu/memory/disk numbers, the in-flight count and probe values."""
+    handler = create_test_handler()
+    handler.in_flight = 2
+    emitter = HeartbeatEmitter(handler, interval_s=5)
+    emitter.probes.queue_depth = lambda: 7
+    emitter.probes.models = lambda: [s.ModelStatus(name="sdxl", checksum_ok=False)]
+    emitter.beat()
+    publisher = handler.publisher
+    assert isinstance(publisher, InMemoryPublisher)
+    (beat,) = publisher.of_type("worker.heartbeat")
+    assert isinstance(beat, s.WorkerHeartbeat)
+    assert (beat.queue_depth, beat.in_flight, beat.interval_s) == (7, 2, 5)
+    assert beat.memory_rss_bytes > 1_000_000
+    assert 0 < beat.disk_free_bytes <= beat.disk_total_bytes
+    assert beat.models == [s.ModelStatus(name="sdxl", checksum_ok=False)]
+
+
+async def test_events_carry_the_active_opentelemetry_span() -> None:
+    """Inside an active span, task events carry its W3C trace and span ids."""
+    handler = create_test_handler()
+    context = SpanContext(trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736, span_id=0x00F067AA0BA902B7,
+                          is_remote=False, trace_flags=TraceFlags(1))
+
+    async def work(data: Any) -> int:
+        return 1
+
+    with trace.use_span(NonRecordingSpan(context)):
+        await handler.wrap_task_execution("t", "sd", "img", None, work)
+    publisher = handler.publisher
+    assert isinstance(publisher, InMemoryPublisher)
+    started = publisher.events[0]
+    assert started.trace == s.Trace(trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+                                    span_id="00f067aa0ba902b7")
+
+
+async def test_without_a_span_events_have_no_trace() -> None:
+    """No active span, no trace ids (never invented ones)."""
+    handler = create_test_handler()
+
+    async def work(data: Any) -> int:
+        return 1
+
+    await handler.wrap_task_execution("t", "sd", "img", None, work)
+    publisher = handler.publisher
+    assert isinstance(publisher, InMemoryPublisher)
+    assert publisher.events[0].trace is None
+
+
+async def test_analysis_says_clearly_when_no_pipeline_is_configured() -> None:
+    """get_error_analysis without API or ClickHouse raises AnalysisUnavailable saying so."""
+    from producers import AnalysisUnavailable
+
+    handler = create_test_handler()
+    with pytest.raises(AnalysisUnavailable, match="ERRORFLOW_API_URL"):
+        await handler.get_error_analysis()
