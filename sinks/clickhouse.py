@@ -92,7 +92,7 @@ def apply_migrations(
         if migration.version in done:
             continue
         for statement in migration.statements:
-            client.command(statement.format(db=database))
+            client.command(statement.replace("{db}", database))
         client.insert(
             f"{database}.schema_versions",
             [[migration.version, migration.description]],

@@ -2,13 +2,17 @@
 
 Each migration is a version and its statements; applied versions are recorded in
 ``schema_versions`` so a restart applies nothing twice. Every statement is also
-written to be harmless when repeated (``IF NOT EXISTS``), so a crash mid-migration
-is recovered by running it again. ``{db}`` is the database name.
+harmless when repeated (``IF NOT EXISTS`` / ``OR REPLACE``), so a crash mid-migration
+is recovered by running it again. ``{db}`` stands for the database name (replaced, not
+``str.format``-ed: DDL is full of braces).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from sinks.ddl import ROLLUP_DDL, poison_view_ddl, table_ddl
+from sinks.tables import TABLES
 
 __all__ = ["MIGRATIONS", "Migration"]
 
@@ -23,21 +27,11 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
-        "poison records",
+        "tables for every topic, per-minute rollup, poison view",
         (
-            """
-            CREATE TABLE IF NOT EXISTS {db}.poison (
-                event_id String,
-                received_at DateTime64(3, 'UTC'),
-                source_topic LowCardinality(String),
-                partition Int32,
-                offset Int64,
-                reason String,
-                raw_base64 String
-            ) ENGINE = ReplacingMergeTree
-            PARTITION BY toYYYYMM(received_at)
-            ORDER BY (source_topic, partition, offset)
-            """,
+            *(table_ddl(spec, "{db}") for spec in TABLES),
+            *ROLLUP_DDL,
+            poison_view_ddl("{db}"),
         ),
     ),
 )

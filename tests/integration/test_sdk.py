@@ -217,12 +217,20 @@ async def test_retry_command_reruns_the_task_through_its_executor(
     runs: list[tuple[float, dict[str, Any]]] = []
     not_before = s.utc_now() + timedelta(seconds=1.5)
     command = s.RetryTask(
-        command_id=s.command_id(f"{task_id}-failed"), causation_id=f"{task_id}-failed",
-        task_id=task_id, template_id="video-gen", operation_type="video_generation", attempt=4,
-        not_before=not_before, task_data={"prompt": "sunset"}, reason="transient error")
+        command_id=s.command_id(f"{task_id}-failed"),
+        causation_id=f"{task_id}-failed",
+        task_id=task_id,
+        template_id="video-gen",
+        operation_type="video_generation",
+        attempt=4,
+        not_before=not_before,
+        task_data={"prompt": "sunset"},
+        reason="transient error",
+    )
     since = await end_offsets(kafka_bootstrap, [TASKS])
-    config = _config(kafka_bootstrap, tmp_path, consume_commands=True,
-                     command_group=f"it-{time.time_ns()}")
+    config = _config(
+        kafka_bootstrap, tmp_path, consume_commands=True, command_group=f"it-{time.time_ns()}"
+    )
     async with ErrorHandler(config) as handler:
 
         @handler.executor("video-gen")
@@ -231,8 +239,9 @@ async def test_retry_command_reruns_the_task_through_its_executor(
             return "ok"
 
         for _ in range(2):
-            kcat_produce(kafka_bootstrap, "errorflow.recovery-commands", task_id,
-                         s.encode(command).decode())
+            kcat_produce(
+                kafka_bootstrap, "errorflow.recovery-commands", task_id, s.encode(command).decode()
+            )
         for _ in range(100):
             if runs:
                 break
@@ -243,4 +252,6 @@ async def test_retry_command_reruns_the_task_through_its_executor(
     assert runs[0][0] >= not_before.timestamp() - 0.05
     events = await _task_events(kafka_bootstrap, since, task_id, 2)
     assert [(e.type, e.attempt) for e in events] == [  # type: ignore[attr-defined]
-        ("task.started", 4), ("task.succeeded", 4)]
+        ("task.started", 4),
+        ("task.succeeded", 4),
+    ]

@@ -34,8 +34,12 @@ def test_heartbeat_reports_process_and_probe_values() -> None:
 async def test_events_carry_the_active_opentelemetry_span() -> None:
     """Inside an active span, task events carry its W3C trace and span ids."""
     handler = create_test_handler()
-    context = SpanContext(trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736, span_id=0x00F067AA0BA902B7,
-                          is_remote=False, trace_flags=TraceFlags(1))
+    context = SpanContext(
+        trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        span_id=0x00F067AA0BA902B7,
+        is_remote=False,
+        trace_flags=TraceFlags(1),
+    )
 
     async def work(data: Any) -> int:
         return 1
@@ -45,8 +49,9 @@ async def test_events_carry_the_active_opentelemetry_span() -> None:
     publisher = handler.publisher
     assert isinstance(publisher, InMemoryPublisher)
     started = publisher.events[0]
-    assert started.trace == s.Trace(trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
-                                    span_id="00f067aa0ba902b7")
+    assert started.trace == s.Trace(
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7"
+    )
 
 
 async def test_without_a_span_events_have_no_trace() -> None:

@@ -1,0 +1,133 @@
+"""DDL generated from :mod:`sinks.tables`: tables, the per-minute rollup, the poison view."""
+
+from __future__ import annotations
+
+import re
+
+from sinks.tables import TABLES, TASK_TYPES, TableSpec
+
+__all__ = ["ROLLUP_DDL", "positions_sql", "poison_view_ddl", "table_ddl"]
+
+_FIELD = re.compile(r"\bj\.([a-z_0-9]+)(?:\.([a-z_0-9]+))?")
+
+
+def _expr(expression: str) -> str:
+    """``j.a.b`` → ``tupleElement(tupleElement(_j, 'a'), 'b')``."""
+
+    def replace(match: re.Match[str]) -> str:
+        out = f"tupleElement(_j, '{match.group(1)}')"
+        if match.group(2):
+            out = f"tupleElement({out}, '{match.group(2)}')"
+        return out
+
+    return _FIELD.sub(replace, expression)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def _error_expr(spec: TableSpec) -> str:
+    from sinks.tables import _ENVELOPE_CHECKS
+
+    branches = ["NOT isValidJSON(payload)", "'record is not valid JSON'"]
+    for condition, reason in (*_ENVELOPE_CHECKS, *spec.checks):
+        branches += [_expr(condition.format(task_types=_quoted(TASK_TYPES))), _literal(reason)]
+    branches += [
+        f"{_expr('j.type')} NOT IN {_quoted(spec.types)}",
+        f"concat('type ', {_expr('j.type')}, ' does not belong in table {spec.name}')",
+    ]
+    return f"multiIf({', '.join(branches)}, '')"
+
+
+def table_ddl(spec: TableSpec, database: str, ttl_days: int | None = None) -> str:
+    from sinks.tables import _ENVELOPE_COLUMNS, _ENVELOPE_JSON
+
+    json_type = f"Tuple({_ENVELOPE_JSON}, {spec.json_fields})"
+    columns = [
+        "_topic LowCardinality(String)",
+        "_partition UInt16",
+        "_offset UInt64",
+        "_ingested_at DateTime('UTC') DEFAULT now()",
+        "payload String",
+        f"_j {json_type} EPHEMERAL JSONExtract(payload, '{json_type}')",
+        *(f"{name} {type_} DEFAULT {_expr(expr)}" for name, type_, expr in _ENVELOPE_COLUMNS),
+        *(f"{name} {type_} DEFAULT {_expr(expr)}" for name, type_, expr in spec.columns),
+        f"_error String DEFAULT {_error_expr(spec)}",
+    ]
+    days = ttl_days or spec.ttl_days
+    body = ",\n    ".join(columns)
+    # Partitioned by ingestion month: every insert of the sink lands in one partition,
+    # so it is atomic (one part) — the sink's exactly-once resume relies on that.
+    return (
+        f"CREATE TABLE IF NOT EXISTS {database}.{spec.name} (\n    {body}\n)\n"
+        "ENGINE = MergeTree\n"
+        "PARTITION BY toYYYYMM(_ingested_at)\n"
+        f"ORDER BY {spec.order_by}\n"
+        f"TTL if(occurred_at = 0, _ingested_at, toDateTime(occurred_at)) + INTERVAL {days} DAY"
+    )
+
+
+ROLLUP_DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS {db}.events_per_minute (
+        minute DateTime('UTC'),
+        kind LowCardinality(String),
+        service LowCardinality(String),
+        template_id LowCardinality(String),
+        category LowCardinality(String),
+        attempts UInt64,
+        errors UInt64
+    ) ENGINE = SummingMergeTree
+    PARTITION BY toYYYYMM(minute)
+    ORDER BY (minute, kind, service, template_id, category)
+    TTL minute + INTERVAL 400 DAY
+    """,
+    # Attempts: each task attempt ends with exactly one of succeeded / attempt_failed /
+    # failed; each external call with one call.completed. Errors: the failed ones.
+    """
+    CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.events_per_minute_mv TO {db}.events_per_minute AS
+    SELECT
+        toStartOfMinute(occurred_at) AS minute,
+        if(type = 'call.completed', 'call', 'task') AS kind,
+        service, template_id, category,
+        countIf(type IN ('task.succeeded', 'task.attempt_failed', 'task.failed', 'call.completed'))
+            AS attempts,
+        countIf(type IN ('task.attempt_failed', 'task.failed')
+                OR (type = 'call.completed' AND outcome IN ('failure', 'timeout'))) AS errors
+    FROM {db}.events
+    WHERE _error = ''
+      AND type IN ('task.succeeded', 'task.attempt_failed', 'task.failed', 'call.completed')
+    GROUP BY minute, kind, service, template_id, category
+    """,
+)
+
+
+def poison_view_ddl(database: str) -> str:
+    """``poison``: undecodable records and rows ClickHouse refused, with reasons."""
+    parts = [
+        f"SELECT occurred_at AS received_at, source_topic, source_partition, source_offset, "
+        f"reason, raw_base64 AS raw, 'poison.record' AS via FROM {database}.poison_records "
+        "WHERE _error = ''"
+    ]
+    for spec in TABLES:
+        parts.append(
+            f"SELECT _ingested_at, _topic, toInt32(_partition), toInt64(_offset), _error, "
+            f"base64Encode(payload), '{spec.name}' FROM {database}.{spec.name} WHERE _error != ''"
+        )
+    union = "\nUNION ALL\n".join(parts)
+    return f"CREATE OR REPLACE VIEW {database}.poison AS\n{union}"
+
+
+def positions_sql(database: str) -> str:
+    """The highest stored offset per (topic, partition), over every table."""
+    union = " UNION ALL ".join(
+        f"SELECT _topic, _partition, max(_offset) AS o FROM {database}.{s.name} "
+        "GROUP BY _topic, _partition"
+        for s in TABLES
+    )
+    return f"SELECT _topic, _partition, max(o) FROM ({union}) GROUP BY _topic, _partition"

@@ -1,0 +1,121 @@
+"""The pure half of the sink: Kafka records in, (table, RowBinary row) out.
+
+No I/O here (Snuba's ``MessageProcessor``). A record is routed by its ``type`` header
+without parsing its JSON (ClickHouse parses it at insert, see :mod:`sinks.tables`).
+A record without a usable header is parsed here to find its type; one that cannot be
+decoded becomes a ``poison.record`` row carrying the codec's reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from schemas import DecodeError, PoisonRecorded, Source, decode, encode
+from sinks.tables import table_for_type
+
+__all__ = ["ProcessedRow", "RecordProcessor", "varint"]
+
+_PARTITION_OFFSET = struct.Struct("<HQ")
+
+
+def varint(value: int) -> bytes:
+    """LEB128, the length prefix of RowBinary strings."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _string(value: bytes) -> bytes:
+    return varint(len(value)) + value
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedRow:
+    """One RowBinary row (``_topic, _partition, _offset, payload``) for ``table``."""
+
+    table: str
+    row: bytes
+
+
+class RecordProcessor:
+    """Routes records to tables; bad ones become poison rows with reasons."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self._topic_prefix: dict[str, bytes] = {}
+        self.poisoned = 0
+
+    def _prefix(self, topic: str) -> bytes:
+        prefix = self._topic_prefix.get(topic)
+        if prefix is None:
+            prefix = self._topic_prefix[topic] = _string(topic.encode())
+        return prefix
+
+    def process(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+    ) -> ProcessedRow | None:
+        """The row for one record; None for a compaction tombstone (nothing to store)."""
+        if value is None:
+            return None
+        type_ = None
+        for name, header in headers:
+            if name == "type":
+                type_ = header.decode("utf-8", "replace")
+                break
+        spec = table_for_type(type_) if type_ else None
+        if spec is None:
+            # No (known) header: find the type in the payload, or say why it is poison.
+            type_, reason = _sniff_type(value)
+            spec = table_for_type(type_) if type_ else None
+            if spec is None:
+                return self._poison(topic, partition, offset, value, reason)
+        head = self._prefix(topic) + _PARTITION_OFFSET.pack(partition, offset)
+        return ProcessedRow(spec.name, head + _string(value))
+
+    def _poison(
+        self, topic: str, partition: int, offset: int, value: bytes, reason: str
+    ) -> ProcessedRow:
+        self.poisoned += 1
+        record = PoisonRecorded(
+            source=self.source,
+            source_topic=topic,
+            partition=partition,
+            offset=offset,
+            reason=reason,
+            raw_base64=base64.b64encode(value).decode(),
+        )
+        head = self._prefix(topic) + _PARTITION_OFFSET.pack(partition, offset)
+        return ProcessedRow("poison_records", head + _string(encode(record)))
+
+
+def _sniff_type(value: bytes) -> tuple[str | None, str]:
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, ValueError):
+        data = None
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("type"), str)
+        and table_for_type(data["type"])
+    ):
+        return data["type"], ""
+    try:
+        decode(value)
+    except DecodeError as exc:
+        return None, exc.reason
+    return None, "record has no type errorflow stores"

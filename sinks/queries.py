@@ -1,0 +1,260 @@
+"""The query library: every read the API, the CLI and ``get_error_analysis`` make.
+
+Parameterised SQL only: values are bound server-side (``{name:Type}``); the few
+identifiers a caller chooses (a grouping dimension, an interval) come from fixed
+allowlists, never from the caller's string. Every query skips rows whose ``_error``
+is set (they live in the ``poison`` view). Functions are synchronous (run them on
+:class:`sinks.AsyncClickHouse`'s thread from async code).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from clickhouse_connect.driver.client import Client
+
+__all__ = [
+    "breaker_history",
+    "error_rate_by_template",
+    "error_trend",
+    "healing_history",
+    "latest_breaker_states",
+    "recovery_stats",
+    "task_history",
+    "top_fingerprints",
+]
+
+Interval = Literal["minute", "hour"]
+Dimension = Literal["category", "service", "template_id", "kind"]
+_INTERVALS = {"minute": "minute", "hour": "toStartOfHour(minute)"}
+_DIMENSIONS = {"category", "service", "template_id", "kind"}
+
+
+def _rows(client: Client, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    result = client.query(sql, parameters=params)
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+
+def _window(since: datetime | None, until: datetime | None, default: timedelta) -> dict[str, Any]:
+    until = until or datetime.now(UTC)
+    since = since or until - default
+    return {
+        "since": since.astimezone(UTC).replace(tzinfo=None),
+        "until": until.astimezone(UTC).replace(tzinfo=None),
+    }
+
+
+def error_trend(
+    client: Client,
+    *,
+    database: str = "errorflow",
+    interval: Interval = "minute",
+    by: Dimension | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    kind: Literal["task", "call"] | None = "task",
+    service: str | None = None,
+    template_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Attempts, errors and error rate per minute or hour, optionally split by a dimension.
+
+    Read from the per-minute rollup, so a 24 h or 7 day trend reads thousands of rows,
+    not millions.
+    """
+    if interval not in _INTERVALS:
+        raise ValueError(f"interval must be one of {sorted(_INTERVALS)}")
+    if by is not None and by not in _DIMENSIONS:
+        raise ValueError(f"by must be one of {sorted(_DIMENSIONS)}")
+    bucket = _INTERVALS[interval]
+    group = f", {by}" if by else ""
+    sql = f"""
+        SELECT {bucket} AS bucket{group}, sum(attempts) AS attempts, sum(errors) AS errors,
+               if(attempts = 0, 0, errors / attempts) AS error_rate
+        FROM {database}.events_per_minute
+        WHERE minute >= toStartOfMinute({{since:DateTime64(3)}}) AND minute < {{until:DateTime64(3)}}
+          AND ({{kind:String}} = '' OR kind = {{kind:String}})
+          AND ({{service:String}} = '' OR service = {{service:String}})
+          AND ({{template_id:String}} = '' OR template_id = {{template_id:String}})
+        GROUP BY bucket{group}
+        ORDER BY bucket{group}
+    """  # noqa: S608 - identifiers from allowlists above; values bound
+    params = _window(since, until, timedelta(hours=24))
+    params |= {"kind": kind or "", "service": service or "", "template_id": template_id or ""}
+    return _rows(client, sql, params)
+
+
+def error_rate_by_template(
+    client: Client,
+    *,
+    database: str = "errorflow",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Task attempts, errors and error rate per template, worst first."""
+    sql = f"""
+        SELECT template_id, sum(attempts) AS attempts, sum(errors) AS errors,
+               if(attempts = 0, 0, errors / attempts) AS error_rate
+        FROM {database}.events_per_minute
+        WHERE kind = 'task' AND minute >= toStartOfMinute({{since:DateTime64(3)}})
+          AND minute < {{until:DateTime64(3)}}
+        GROUP BY template_id ORDER BY error_rate DESC, attempts DESC
+    """  # noqa: S608
+    return _rows(client, sql, _window(since, until, timedelta(hours=24)))
+
+
+def top_fingerprints(
+    client: Client,
+    *,
+    database: str = "errorflow",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 20,
+) -> list[dict[str, Any]]:
+    """The most frequent errors: first/last seen, count, and how often a retry rescued
+    the task (tasks that later succeeded / tasks that hit this error and were retried)."""
+    sql = f"""
+        WITH errs AS (
+            SELECT fingerprint, task_id, type, error_type, message, category, occurred_at
+            FROM {database}.events
+            WHERE _error = '' AND type IN ('task.attempt_failed', 'task.failed')
+              AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}}
+        ),
+        ok AS (
+            SELECT DISTINCT task_id FROM {database}.events
+            WHERE _error = '' AND type = 'task.succeeded'
+              AND task_id IN (SELECT task_id FROM errs WHERE type = 'task.attempt_failed')
+        )
+        SELECT fingerprint, any(error_type) AS error_type, any(category) AS category,
+               any(message) AS message, count() AS count,
+               min(occurred_at) AS first_seen, max(occurred_at) AS last_seen,
+               uniqExactIf(task_id, type = 'task.attempt_failed') AS retried_tasks,
+               uniqExactIf(task_id, type = 'task.attempt_failed' AND task_id IN ok)
+                   AS recovered_tasks,
+               if(retried_tasks = 0, NULL, recovered_tasks / retried_tasks) AS retry_success_ratio
+        FROM errs GROUP BY fingerprint ORDER BY count DESC LIMIT {{limit:UInt32}}
+    """  # noqa: S608
+    return _rows(client, sql, _window(since, until, timedelta(hours=24)) | {"limit": limit})
+
+
+def task_history(
+    client: Client, task_id: str, *, database: str = "errorflow"
+) -> list[dict[str, Any]]:
+    """Every event and command of one task, in order."""
+    sql = f"""
+        SELECT occurred_at, type, attempt, category, error_type, fingerprint, message, rule,
+               service, outcome, duration_ms, '' AS command_id, '' AS reason, event_id
+        FROM {database}.events WHERE _error = '' AND task_id = {{task_id:String}}
+        UNION ALL
+        SELECT occurred_at, type, attempt, '', '', '', notification, '', '', '', 0,
+               command_id, reason, event_id
+        FROM {database}.commands WHERE _error = '' AND task_id = {{task_id:String}}
+        UNION ALL
+        SELECT occurred_at, type, attempts, category, '', fingerprint, '', '', '', '', 0, '',
+               '', event_id
+        FROM {database}.dead_letters WHERE _error = '' AND task_id = {{task_id:String}}
+        ORDER BY occurred_at, event_id
+    """  # noqa: S608
+    return _rows(client, sql, {"task_id": task_id})
+
+
+def breaker_history(
+    client: Client,
+    *,
+    database: str = "errorflow",
+    service: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Breaker transitions, oldest first."""
+    sql = f"""
+        SELECT occurred_at, service, state, since, reason, failure_count, failure_rate, calls,
+               workers_failing
+        FROM {database}.breaker_states
+        WHERE _error = '' AND ({{service:String}} = '' OR service = {{service:String}})
+          AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}}
+        ORDER BY occurred_at
+    """  # noqa: S608
+    params = _window(since, until, timedelta(days=7)) | {"service": service or ""}
+    return _rows(client, sql, params)
+
+
+def latest_breaker_states(client: Client, *, database: str = "errorflow") -> list[dict[str, Any]]:
+    """The newest known state per service."""
+    sql = f"""
+        SELECT service, argMax(state, occurred_at) AS state, max(occurred_at) AS updated_at,
+               argMax(reason, occurred_at) AS reason,
+               argMax(failure_count, occurred_at) AS failures
+        FROM {database}.breaker_states WHERE _error = '' GROUP BY service ORDER BY service
+    """  # noqa: S608
+    return _rows(client, sql, {})
+
+
+def recovery_stats(
+    client: Client,
+    *,
+    database: str = "errorflow",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, Any]:
+    """Retried, succeeded after retry, queued, released, dead-lettered, failed fast,
+    compensations done and failed."""
+    sql = f"""
+        SELECT
+          (SELECT count() FROM {database}.commands WHERE _error = '' AND type = 'recovery.retry'
+             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
+             AS retries_issued,
+          (SELECT count() FROM {database}.events WHERE _error = '' AND type = 'task.succeeded'
+             AND attempt > 1 AND occurred_at >= {{since:DateTime64(3)}}
+             AND occurred_at < {{until:DateTime64(3)}}) AS succeeded_after_retry,
+          (SELECT count() FROM {database}.events WHERE _error = '' AND type = 'task.attempt_failed'
+             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
+             AS local_retries,
+          (SELECT count() FROM {database}.commands WHERE _error = '' AND type = 'recovery.queued'
+             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
+             AS queued,
+          (SELECT count() FROM {database}.commands WHERE _error = '' AND type = 'recovery.retry'
+             AND task_id IN (SELECT task_id FROM {database}.commands
+                             WHERE _error = '' AND type = 'recovery.queued')
+             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
+             AS released,
+          (SELECT count() FROM {database}.commands WHERE _error = ''
+             AND type = 'recovery.dead_lettered' AND occurred_at >= {{since:DateTime64(3)}}
+             AND occurred_at < {{until:DateTime64(3)}}) AS dead_lettered,
+          (SELECT count() FROM {database}.commands WHERE _error = '' AND type = 'recovery.fail_fast'
+             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
+             AS failed_fast,
+          (SELECT count() FROM {database}.events WHERE _error = ''
+             AND type = 'compensation.completed' AND occurred_at >= {{since:DateTime64(3)}}
+             AND occurred_at < {{until:DateTime64(3)}}) AS compensations_done,
+          (SELECT count() FROM {database}.events WHERE _error = '' AND type = 'compensation.failed'
+             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
+             AS compensations_failed
+    """  # noqa: S608
+    rows = _rows(client, sql, _window(since, until, timedelta(hours=24)))
+    return rows[0]
+
+
+def healing_history(
+    client: Client,
+    *,
+    database: str = "errorflow",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Self-healing actions and their outcomes (pending when no result came back)."""
+    sql = f"""
+        SELECT a.occurred_at AS requested_at, a.worker_id AS worker_id, a.action AS action,
+               a.reason AS reason, a.command_id AS command_id,
+               if(r.command_id = '', 'pending', r.status) AS status,
+               if(r.command_id = '', NULL, r.last_at) AS finished_at
+        FROM (SELECT * FROM {database}.commands WHERE _error = '' AND type = 'healing.action'
+              AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}}) AS a
+        LEFT JOIN (SELECT command_id, argMax(status, occurred_at) AS status,
+                          max(occurred_at) AS last_at
+                   FROM {database}.healing_actions WHERE _error = '' GROUP BY command_id) AS r
+          ON a.command_id = r.command_id
+        ORDER BY requested_at DESC LIMIT {{limit:UInt32}}
+    """  # noqa: S608
+    return _rows(client, sql, _window(since, until, timedelta(days=7)) | {"limit": limit})
