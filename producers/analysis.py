@@ -50,7 +50,7 @@ async def fetch_analysis(config: SDKConfig, window_minutes: int) -> dict[str, An
             )
         else:
             try:
-                result: dict[str, Any] = await error_analysis(config.clickhouse_url, window_minutes)
+                result = await error_analysis(config.clickhouse_url, window_minutes)
             except Exception as exc:  # noqa: BLE001 - reported with what was tried
                 tried.append(f"ClickHouse: {exc}")
             else:

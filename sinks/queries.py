@@ -16,6 +16,9 @@ from clickhouse_connect.driver.client import Client
 
 __all__ = [
     "breaker_history",
+    "breaker_opens",
+    "recent_anomalies",
+    "resource_errors_by_template",
     "error_rate_by_template",
     "error_trend",
     "healing_history",
@@ -72,7 +75,8 @@ def error_trend(
         SELECT {bucket} AS bucket{group}, sum(attempts) AS attempts, sum(errors) AS errors,
                if(attempts = 0, 0, errors / attempts) AS error_rate
         FROM {database}.events_per_minute
-        WHERE minute >= toStartOfMinute({{since:DateTime64(3)}}) AND minute < {{until:DateTime64(3)}}
+        WHERE minute >= toStartOfMinute({{since:DateTime64(3)}})
+          AND minute < {{until:DateTime64(3)}}
           AND ({{kind:String}} = '' OR kind = {{kind:String}})
           AND ({{service:String}} = '' OR service = {{service:String}})
           AND ({{template_id:String}} = '' OR template_id = {{template_id:String}})
@@ -250,7 +254,8 @@ def healing_history(
                if(r.command_id = '', 'pending', r.status) AS status,
                if(r.command_id = '', NULL, r.last_at) AS finished_at
         FROM (SELECT * FROM {database}.commands WHERE _error = '' AND type = 'healing.action'
-              AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}}) AS a
+              AND occurred_at >= {{since:DateTime64(3)}}
+              AND occurred_at < {{until:DateTime64(3)}}) AS a
         LEFT JOIN (SELECT command_id, argMax(status, occurred_at) AS status,
                           max(occurred_at) AS last_at
                    FROM {database}.healing_actions WHERE _error = '' GROUP BY command_id) AS r
@@ -258,3 +263,62 @@ def healing_history(
         ORDER BY requested_at DESC LIMIT {{limit:UInt32}}
     """  # noqa: S608
     return _rows(client, sql, _window(since, until, timedelta(days=7)) | {"limit": limit})
+
+
+def recent_anomalies(
+    client: Client,
+    *,
+    database: str = "errorflow",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Anomalies detected in the window, newest first."""
+    sql = f"""
+        SELECT occurred_at, kind, key, value, baseline, spread, score, window_start, window_end
+        FROM {database}.anomalies
+        WHERE _error = '' AND occurred_at >= {{since:DateTime64(3)}}
+          AND occurred_at < {{until:DateTime64(3)}}
+        ORDER BY occurred_at DESC LIMIT {{limit:UInt32}}
+    """  # noqa: S608
+    return _rows(client, sql, _window(since, until, timedelta(hours=1)) | {"limit": limit})
+
+
+def breaker_opens(
+    client: Client,
+    *,
+    database: str = "errorflow",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """How often each service's breaker opened in the window."""
+    sql = f"""
+        SELECT service, count() AS opens FROM {database}.breaker_states
+        WHERE _error = '' AND state = 'open' AND occurred_at >= {{since:DateTime64(3)}}
+          AND occurred_at < {{until:DateTime64(3)}}
+        GROUP BY service ORDER BY opens DESC
+    """  # noqa: S608
+    return _rows(client, sql, _window(since, until, timedelta(hours=1)))
+
+
+def resource_errors_by_template(
+    client: Client,
+    *,
+    database: str = "errorflow",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Resource errors per template in the window and in the window before it."""
+    window = _window(since, until, timedelta(minutes=5))
+    window["before"] = window["since"] - (window["until"] - window["since"])
+    sql = f"""
+        SELECT template_id,
+               sumIf(errors, minute >= toStartOfMinute({{since:DateTime64(3)}})) AS current,
+               sumIf(errors, minute < toStartOfMinute({{since:DateTime64(3)}})) AS previous
+        FROM {database}.events_per_minute
+        WHERE kind = 'task' AND category = 'resource'
+          AND minute >= toStartOfMinute({{before:DateTime64(3)}})
+          AND minute < {{until:DateTime64(3)}}
+        GROUP BY template_id
+    """  # noqa: S608
+    return _rows(client, sql, window)
