@@ -58,7 +58,7 @@ async def _run_sink(settings: DeploySettings, port: int | None) -> None:
         )
         # This process's signal handlers stop the sink and the server together; uvicorn
         # must not install its own (it would re-raise SIGTERM before the sink flushed).
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         tasks.append(asyncio.create_task(server.serve()))
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"pid": os.getpid(), "url": f"http://127.0.0.1:{port}"}))

@@ -6,7 +6,13 @@ import re
 
 from sinks.tables import TABLES, TASK_TYPES, TableSpec
 
-__all__ = ["ROLLUP_DDL", "positions_sql", "poison_view_ddl", "table_ddl"]
+__all__ = [
+    "ROLLUP_DDL",
+    "poison_view_ddl",
+    "positions_sql",
+    "stored_offsets_sql",
+    "table_ddl",
+]
 
 _FIELD = re.compile(r"\bj\.([a-z_0-9]+)(?:\.([a-z_0-9]+))?")
 
@@ -131,3 +137,13 @@ def positions_sql(database: str) -> str:
         for s in TABLES
     )
     return f"SELECT _topic, _partition, max(o) FROM ({union}) GROUP BY _topic, _partition"
+
+
+def stored_offsets_sql(database: str) -> str:
+    """Offsets of one partition within [low, high] stored in any table (parameterised)."""
+    union = " UNION ALL ".join(
+        f"SELECT _offset FROM {database}.{s.name} WHERE _topic = {{topic:String}} "
+        "AND _partition = {partition:UInt16} AND _offset BETWEEN {low:UInt64} AND {high:UInt64}"
+        for s in TABLES
+    )
+    return f"SELECT DISTINCT _offset FROM ({union})"

@@ -1,15 +1,16 @@
 """The sink service: every errorflow topic into ClickHouse, exactly once.
 
 Lifecycle of a record: consumed → routed by :class:`~sinks.processor.RecordProcessor`
-→ buffered per partition → inserted (one INSERT per run of same-table records of one
-partition) → the partition's offset committed. Buffers flush by size
-(``max_batch_rows``) or age (``max_batch_wait_s``).
+→ buffered per table → one INSERT per table per flush → offsets committed after every
+insert of the flush succeeded. Buffers flush by size (``max_batch_rows``) or age
+(``max_batch_wait_s``); the next batch is consumed while a flush is written.
 
-Exactly once: every row stores its ``(_topic, _partition, _offset)`` and every insert
-is atomic (one table, one partition: tables are partitioned by ingestion month). On
-assignment the sink seeks each partition to ``max(committed, highest stored offset +
-1)``, so a crash between insert and commit — or a group reset to offset 0 — writes
-nothing twice. The Kafka commit after each insert is kept for lag monitoring.
+Exactly once: every row stores its ``(_topic, _partition, _offset)``, and every INSERT
+is atomic (one part: tables are partitioned by ingestion month). Only offsets between
+the committed offset and the highest stored one can have been written without being
+committed (a crash mid-flush); on assignment the sink resumes from the committed offset
+and drops exactly the records of that range that are already stored. A consumer group
+with no commits (a replay from offset 0) resumes after the highest stored offset.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas import Source
 from schemas.topics import TOPICS
 from sinks.clickhouse import AsyncClickHouse
-from sinks.ddl import positions_sql
+from sinks.ddl import positions_sql, stored_offsets_sql
 from sinks.processor import RecordProcessor
 
 __all__ = ["ClickHouseSink", "SinkSettings"]
@@ -43,15 +44,9 @@ class SinkSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", env_prefix="ERRORFLOW_SINK_")
 
     group_id: str = "errorflow-sink"
-    max_batch_rows: int = Field(50_000, ge=1)
-    max_batch_wait_s: float = Field(0.5, gt=0)
+    max_batch_rows: int = Field(100_000, ge=1)
+    max_batch_wait_s: float = Field(1.0, gt=0)
     retry_backoff_s: float = Field(1.0, gt=0)
-
-
-@dataclass(slots=True)
-class _Run:
-    table: str
-    rows: list[bytes] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -61,7 +56,21 @@ class SinkStats:
     inserts: int = 0
     poisoned: int = 0
     insert_failures: int = 0
-    skipped_replayed: int = 0
+    skipped_already_stored: int = 0
+
+
+@dataclass(slots=True)
+class _Resume:
+    """What of one partition is already stored: everything below ``below``, and the
+    offsets in ``stored`` up to ``floor``. Filtering (not only seeking) makes this hold
+    even when the client repositions the partition after our seek."""
+
+    below: int
+    floor: int
+    stored: set[int] = field(default_factory=set)
+
+    def keeps(self, offset: int) -> bool:
+        return offset >= self.floor or (offset >= self.below and offset not in self.stored)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -72,7 +81,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.sink.flush()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.sink.seek_to_stored(assigned)
+        await self.sink.resume(assigned)
 
 
 class ClickHouseSink:
@@ -97,13 +106,13 @@ class ClickHouseSink:
             max_partition_fetch_bytes=8 << 20,
             fetch_max_bytes=64 << 20,
         )
-        self._buffers: dict[TopicPartition, list[_Run]] = defaultdict(list)
+        self._tables: dict[str, list[bytes]] = defaultdict(list)
         self._buffered = 0
         self._oldest: float | None = None
-        self._floor: dict[TopicPartition, int] = {}
+        self._resume: dict[TopicPartition, _Resume] = {}
         self._last_seen: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
-        self.ready = asyncio.Event()
+        self._in_flight: asyncio.Task[None] | None = None
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set; flushes what is buffered before returning."""
@@ -114,93 +123,103 @@ class ClickHouseSink:
             loop = asyncio.get_running_loop()
             while not stop.is_set():
                 batch = await self._consumer.getmany(timeout_ms=100, max_records=20_000)
-                if batch and not self.ready.is_set():
-                    self.ready.set()
                 for tp, records in batch.items():
                     self._buffer(tp, records)
                 if self._oldest is not None and (
                     self._buffered >= self.settings.max_batch_rows
                     or loop.time() - self._oldest >= self.settings.max_batch_wait_s
                 ):
-                    await self.flush()
-                if not batch and self._consumer.assignment():
-                    self.ready.set()
+                    await self.flush(wait=False)
             await self.flush()
         finally:
             await self._consumer.stop()
 
     def _buffer(self, tp: TopicPartition, records: list[Any]) -> None:
-        floor = self._floor.get(tp, -1)
-        runs = self._buffers[tp]
-        process = self.processor.process
-        for record in records:
-            self.stats.consumed += 1
-            if record.offset < floor:
-                self.stats.skipped_replayed += 1
-                continue
-            row = process(tp.topic, tp.partition, record.offset, record.value, record.headers)
-            if row is None:
-                continue
-            if not runs or runs[-1].table != row.table:
-                runs.append(_Run(row.table))
-            runs[-1].rows.append(row.row)
-            self._buffered += 1
-        if records:
-            self._last_seen[tp] = records[-1].offset
+        if not records:
+            return
+        self.stats.consumed += len(records)
+        resume = self._resume.get(tp)
+        if resume is not None:
+            kept = [r for r in records if resume.keeps(r.offset)]
+            self.stats.skipped_already_stored += len(records) - len(kept)
+            if records[-1].offset >= resume.floor:
+                del self._resume[tp]
+        else:
+            kept = records
+        self._buffered += self.processor.rows(tp.topic, tp.partition, kept, self._tables)
+        self._last_seen[tp] = records[-1].offset
         if self._oldest is None and self._buffered:
             self._oldest = asyncio.get_running_loop().time()
 
-    async def flush(self) -> None:
-        """Insert every buffered run, then commit each partition's offset."""
+    async def flush(self, *, wait: bool = True) -> None:
+        """Insert what is buffered (one INSERT per table), then commit the offsets.
+
+        With ``wait=False`` the inserts run while the caller goes on consuming (chDB
+        releases the GIL while it parses and writes); at most one flush is in flight.
+        """
         async with self._lock:
-            buffers, self._buffers = self._buffers, defaultdict(list)
+            if self._in_flight is not None:
+                await self._in_flight
+                self._in_flight = None
+            tables, self._tables = self._tables, defaultdict(list)
             seen, self._last_seen = self._last_seen, {}
             self._buffered, self._oldest = 0, None
-            for runs in buffers.values():
-                for run in runs:
-                    await self._insert(run)
-            # Includes records that stored nothing (tombstones, replays below the floor).
-            commits = {tp: offset + 1 for tp, offset in seen.items()}
-            self.stats.poisoned = self.processor.poisoned
-            if commits:
-                with contextlib.suppress(Exception):  # e.g. mid-rebalance; stored offsets rule
-                    await self._consumer.commit(commits)
+            if tables or seen:
+                self._in_flight = asyncio.create_task(self._write(tables, seen))
+            if wait and self._in_flight is not None:
+                await self._in_flight
+                self._in_flight = None
 
-    async def _insert(self, run: _Run) -> None:
-        block = b"".join(run.rows)
-        table = f"{self.database}.{run.table}"
+    async def _write(self, tables: dict[str, list[bytes]], seen: dict[TopicPartition, int]) -> None:
+        for table, rows in tables.items():
+            await self._insert(table, rows)
+        self.stats.poisoned = self.processor.poisoned
+        # Includes records that stored nothing (tombstones, records already stored).
+        commits = {tp: offset + 1 for tp, offset in seen.items()}
+        if commits:
+            with contextlib.suppress(Exception):  # e.g. mid-rebalance: the next flush commits
+                await self._consumer.commit(commits)
+
+    async def _insert(self, table: str, rows: list[bytes]) -> None:
+        block = b"".join(rows)
+        name = f"{self.database}.{table}"
         while True:
             try:
                 await self.clickhouse.run(
                     self.clickhouse.client.raw_insert,
-                    table,
+                    name,
                     column_names=_COLUMNS,
                     insert_block=block,
                     fmt="RowBinary",
                 )
             except Exception as exc:  # noqa: BLE001 - retried: nothing is dropped
                 self.stats.insert_failures += 1
-                log.error(
-                    "errorflow.sink.insert_failed", extra={"table": table, "error": repr(exc)}
-                )
+                log.error("errorflow.sink.insert_failed", extra={"table": name, "error": repr(exc)})
                 await asyncio.sleep(self.settings.retry_backoff_s)
                 continue
             self.stats.inserts += 1
-            self.stats.inserted += len(run.rows)
+            self.stats.inserted += len(rows)
             return
 
-    async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
-        """Resume each partition after the highest offset already stored."""
+    async def resume(self, partitions: list[TopicPartition]) -> None:
+        """Position each assigned partition so that nothing is stored twice."""
         if not partitions:
             return
         rows = await self.clickhouse.query_rows(positions_sql(self.database))
-        stored = {(topic, partition): offset for topic, partition, offset in rows}
+        highest = {(topic, partition): offset for topic, partition, offset in rows}
         for tp in partitions:
-            highest = stored.get((tp.topic, tp.partition))
-            if highest is None:
-                self._floor.pop(tp, None)
+            top = highest.get((tp.topic, tp.partition))
+            if top is None:
                 continue
             committed = await self._consumer.committed(tp)
-            target = max(highest + 1, committed or 0)
-            self._floor[tp] = target
-            self._consumer.seek(tp, target)
+            if committed is None or committed > top:
+                start = max(committed or 0, top + 1)
+                self._resume[tp] = _Resume(below=start, floor=start)
+                self._consumer.seek(tp, start)
+                continue
+            stored = await self.clickhouse.query_rows(
+                stored_offsets_sql(self.database),
+                {"topic": tp.topic, "partition": tp.partition, "low": committed, "high": top},
+            )
+            self._resume[tp] = _Resume(committed, top + 1, {offset for (offset,) in stored})
+            self._consumer.seek(tp, committed)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -15,7 +18,7 @@ import pytest
 
 import schemas as s
 from tests.integration.kafka_io import produce_raw
-from tests.integration.serve_process import ServeProcess
+from tests.integration.serve_process import ROOT, ServeProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -214,3 +217,62 @@ async def test_poison_and_out_of_range_records_are_kept_with_reasons(
         assert by_raw[json.dumps(out_of_range).encode()] == "attempt out of range (1..65535)"
     finally:
         serve.stop()
+
+
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ERRORFLOW_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
+    env.pop("CLICKHOUSE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_sql_goes_through_serve_and_the_api_answers_the_seed_endpoints(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """While serve owns chDB, `errorflow sql` asks it; the analysis has the seed's shape;
+    a write statement is refused (read-only)."""
+    run = uuid.uuid4().hex[:8]
+    serve = ServeProcess(kafka_bootstrap, tmp_path, group_id=f"sql-{run}").start()
+    try:
+        out = _cli(tmp_path, "sql", "SELECT 40 + 2 AS answer", "--format", "json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == [{"answer": 42}]
+        refused = _cli(tmp_path, "sql", "DROP TABLE errorflow.events")
+        assert refused.returncode != 0
+        assert "readonly" in refused.stderr.lower() or "read-only" in refused.stderr.lower()
+        analysis = serve.get("/api/v1/errors/analysis?window_minutes=5")
+        assert set(analysis) >= {"error_analysis", "circuit_breakers", "recovery", "self_healing"}
+        assert set(analysis["error_analysis"]) == {
+            "total_errors",
+            "error_rate",
+            "error_distribution",
+            "anomalies",
+            "recommendations",
+        }
+        assert set(analysis["error_analysis"]["error_distribution"]) == {
+            "transient",
+            "resource",
+            "validation",
+            "permanent",
+        }
+    finally:
+        serve.stop()
+    # Without serve, `errorflow sql` opens the embedded ClickHouse itself.
+    direct = _cli(
+        tmp_path,
+        "sql",
+        "SELECT count() > 0 AS has_tables FROM system.tables WHERE database = 'errorflow'",
+        "--format",
+        "csv",
+    )
+    assert direct.returncode == 0, direct.stderr
+    assert direct.stdout.splitlines() == ["has_tables", "true"] or direct.stdout.splitlines()[
+        1
+    ] in {"1", "True", "true"}
