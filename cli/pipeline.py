@@ -119,7 +119,7 @@ def _query_direct(sql: str) -> tuple[list[str], list[list[Any]]]:
 
     try:
         client = connect(ClickHouseSettings())
-    except ClickHouseUnavailable as exc:
+    except (ClickHouseUnavailable, ValueError) as exc:
         raise SystemExit(f"errorflow sql: {exc}") from None
     try:
         result = client.query(sql, settings={"readonly": 2})

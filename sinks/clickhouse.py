@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from sinks.ddl import ttl_expression
 from sinks.errors import ClickHouseUnavailable
 from sinks.migrations import MIGRATIONS, Migration
 from sinks.settings import ClickHouseSettings
+from sinks.tables import TABLES
 
 __all__ = ["AsyncClickHouse", "apply_migrations", "connect"]
 
@@ -68,7 +70,26 @@ def connect(settings: ClickHouseSettings | None = None, *, migrate: bool = True)
             raise ClickHouseUnavailable(f"cannot reach the ClickHouse server: {exc}") from exc
     if migrate:
         apply_migrations(client, settings.clickhouse_database)
+        apply_retention(client, settings.clickhouse_database, settings.errorflow_retention_days)
     return client
+
+
+def apply_retention(client: Client, database: str, days: dict[str, int]) -> None:
+    """Set configured per-table retention (idempotent; existing parts are not rewritten
+    at once — expired rows go at the next merge)."""
+    known = {spec.name: spec for spec in TABLES}
+    for table, count in days.items():
+        if table not in known:
+            raise ValueError(
+                f"ERRORFLOW_RETENTION_DAYS names unknown table {table!r}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"retention for {table} must be a whole number of days >= 1")
+        client.command(
+            f"ALTER TABLE {database}.{table} MODIFY TTL {ttl_expression(count)}",
+            settings={"materialize_ttl_after_modify": 0},
+        )
 
 
 def apply_migrations(

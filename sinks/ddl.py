@@ -12,6 +12,7 @@ __all__ = [
     "positions_sql",
     "stored_offsets_sql",
     "table_ddl",
+    "ttl_expression",
 ]
 
 _FIELD = re.compile(r"\bj\.([a-z_0-9]+)(?:\.([a-z_0-9]+))?")
@@ -74,8 +75,13 @@ def table_ddl(spec: TableSpec, database: str, ttl_days: int | None = None) -> st
         "ENGINE = MergeTree\n"
         "PARTITION BY toYYYYMM(_ingested_at)\n"
         f"ORDER BY {spec.order_by}\n"
-        f"TTL if(occurred_at = 0, _ingested_at, toDateTime(occurred_at)) + INTERVAL {days} DAY"
+        f"TTL {ttl_expression(days)}"
     )
+
+
+def ttl_expression(days: int) -> str:
+    """Retention by event time; rows without one (refused rows) by ingestion time."""
+    return f"if(occurred_at = 0, _ingested_at, toDateTime(occurred_at)) + INTERVAL {int(days)} DAY"
 
 
 ROLLUP_DDL = (

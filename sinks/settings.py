@@ -21,6 +21,10 @@ class ClickHouseSettings(BaseSettings):
     # An identifier, checked here, because DDL cannot bind a database name as a parameter.
     clickhouse_database: str = Field("errorflow", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+    # Retention per table in days, e.g. ERRORFLOW_RETENTION_DAYS='{"events": 30}'; tables
+    # not named keep their defaults (events 90 days, see sinks/tables.py).
+    errorflow_retention_days: dict[str, int] = Field(default_factory=dict)
+
     @property
     def embedded(self) -> bool:
         return self.clickhouse_url is None

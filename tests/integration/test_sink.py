@@ -276,3 +276,28 @@ async def test_sql_goes_through_serve_and_the_api_answers_the_seed_endpoints(
     assert direct.stdout.splitlines() == ["has_tables", "true"] or direct.stdout.splitlines()[
         1
     ] in {"1", "True", "true"}
+
+
+def test_retention_is_configurable_per_table(tmp_path: Path) -> None:
+    """ERRORFLOW_RETENTION_DAYS sets a table's TTL; an unknown table name is refused."""
+    env_days = {"ERRORFLOW_RETENTION_DAYS": json.dumps({"events": 30, "heartbeats": 7})}
+    os.environ.update(env_days)
+    try:
+        out = _cli(
+            tmp_path,
+            "sql",
+            "SELECT name, engine_full LIKE '%toIntervalDay(30)%', "
+            "engine_full LIKE '%toIntervalDay(7)%' FROM system.tables "
+            "WHERE database = 'errorflow' AND name IN ('events', 'heartbeats') ORDER BY name",
+            "--format",
+            "json",
+        )
+        os.environ["ERRORFLOW_RETENTION_DAYS"] = json.dumps({"evnets": 30})
+        wrong = _cli(tmp_path, "sql", "SELECT 1")
+    finally:
+        os.environ.pop("ERRORFLOW_RETENTION_DAYS", None)
+    assert out.returncode == 0, out.stderr
+    rows = [list(r.values()) for r in json.loads(out.stdout)]
+    assert rows == [["events", True, False], ["heartbeats", False, True]]
+    assert wrong.returncode != 0
+    assert "unknown table 'evnets'" in wrong.stderr
