@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup tools test unit lint format demo kafka-stop clean bench-sdk
+.PHONY: setup tools test unit lint format demo kafka-stop clean bench-sdk bench-sink
 
 setup: $(VENV)/.installed tools
 
@@ -43,6 +43,11 @@ bench-sdk: setup
 	$(BIN)/errorflow kafka start
 	$(BIN)/errorflow topics create
 	$(BIN)/python -m benchmarks.sdk_overhead --kafka 127.0.0.1:9092
+
+bench-sink: setup
+	$(BIN)/errorflow kafka start
+	$(BIN)/errorflow topics create
+	$(BIN)/python -m benchmarks.sink_throughput --kafka 127.0.0.1:9092
 
 kafka-stop:
 	$(BIN)/errorflow kafka stop
