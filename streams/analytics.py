@@ -1,0 +1,366 @@
+"""Windowed error analytics and anomaly detection over task and call events (pure).
+
+Feed decoded events to :meth:`ErrorAnalytics.observe`; call :meth:`ErrorAnalytics.tick`
+with the current time to close due windows, score them and get anomalies and alert
+changes. No Faust, no I/O: the agent decodes, calls these and emits.
+
+Keys are ``dimension=value`` strings: ``service=comfyui``, ``template_id=video-gen``,
+``category=resource``, ``fingerprint=3f2a…``. Windows are by event time
+(``occurred_at``) with a grace period; the watermark also advances with the clock, so
+windows close even when traffic stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import CallCompleted, Envelope, SetAlertThresholds, TaskEvent
+from streams.alerting import AlertBook, AlertChange
+from streams.stats import Baseline
+from streams.windows import Window, WindowCounts, WindowSpec, WindowStore
+
+__all__ = ["AnalyticsConfig", "Anomaly", "ErrorAnalytics", "Thresholds"]
+
+_ATTEMPT_ENDS = {"task.succeeded", "task.attempt_failed", "task.failed"}
+_FAILED = {"task.attempt_failed", "task.failed"}
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The seed's alert thresholds (changed at run time by ``alerts.thresholds``)."""
+
+    error_rate: float = 0.15
+    specific_error_count: int = 20
+    recovery_failure_rate: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsConfig:
+    tumbling: WindowSpec = field(default_factory=lambda: WindowSpec.tumbling(60_000, 10_000))
+    hopping: WindowSpec = field(default_factory=lambda: WindowSpec(300_000, 60_000, 10_000))
+    baseline_windows: int = 30
+    min_history: int = 10  # cold start: fewer closed windows than this never fire
+    spike_score: float = 3.5
+    robust: bool = True  # modified z (median/MAD); False: classic z
+    min_spike_errors: int = 5
+    min_rate_attempts: int = 20
+    critical_threshold: int = 5
+    min_recovery_attempts: int = 5
+    hold_down_ms: int = 120_000
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    kind: str
+    key: dict[str, str]
+    value: float
+    baseline: float
+    spread: float
+    score: float
+    window: Window
+
+
+@dataclass(slots=True)
+class WindowResult:
+    """A closed window of one key, for rates, distributions and dashboards."""
+
+    spec: str
+    key: str
+    window: Window
+    counts: WindowCounts
+
+
+def _split(key: str) -> dict[str, str]:
+    dimension, _, value = key.partition("=")
+    return {dimension: value}
+
+
+@dataclass(slots=True)
+class ErrorAnalytics:
+    config: AnalyticsConfig = field(default_factory=AnalyticsConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    open_breakers: set[str] = field(default_factory=set)
+    tumbling: WindowStore = field(init=False)
+    hopping: WindowStore = field(init=False)
+    baselines: dict[str, Baseline] = field(default_factory=dict)
+    anomalous: set[tuple[str, str]] = field(default_factory=set)
+    alerts: AlertBook = field(init=False)
+    observed: int = 0
+
+    def __post_init__(self) -> None:
+        self.tumbling = WindowStore(self.config.tumbling)
+        self.hopping = WindowStore(self.config.hopping)
+        self.alerts = AlertBook(self.config.hold_down_ms)
+
+    # -- input ---------------------------------------------------------------------------
+
+    def set_thresholds(self, event: SetAlertThresholds) -> None:
+        self.thresholds = Thresholds(
+            event.error_rate, event.specific_error_count, event.recovery_failure_rate
+        )
+
+    def set_breaker(self, service: str, state: str) -> None:
+        if state == "open":
+            self.open_breakers.add(service)
+        else:
+            self.open_breakers.discard(service)
+
+    def observe(self, event: Envelope) -> None:
+        """Count one task or call event into every window of every key it belongs to."""
+        contributions = _contributions(event)
+        if not contributions:
+            return
+        self.observed += 1
+        ts = int(event.occurred_at.timestamp() * 1000)
+        for key, counts in contributions:
+            self.tumbling.add(key, ts, counts)
+            self.hopping.add(key, ts, counts)
+        self.tumbling.advance(ts)
+        self.hopping.advance(ts)
+
+    # -- output --------------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> tuple[list[WindowResult], list[Anomaly], list[AlertChange]]:
+        """Close due windows (watermark at least ``now - grace``), detect, update alerts."""
+        results: list[WindowResult] = []
+        anomalies: list[Anomaly] = []
+        changes: list[AlertChange] = []
+        for store in (self.tumbling, self.hopping):
+            store.advance(now_ms - store.spec.grace_ms)
+        for key, window, counts in self.tumbling.close():
+            results.append(WindowResult(self.config.tumbling.name, key, window, counts))
+            anomalies += self._detect(key, window, counts)
+            changes += self._evaluate_alerts(key, counts, window.end_ms)
+        for key, window, counts in self.hopping.close():
+            results.append(WindowResult(self.config.hopping.name, key, window, counts))
+        changes += self.alerts.expire(now_ms)
+        return results, anomalies, changes
+
+    def _detect(self, key: str, window: Window, counts: WindowCounts) -> list[Anomaly]:
+        cfg, out = self.config, []
+        baseline = self.baselines.setdefault(key, Baseline(cfg.baseline_windows))
+        labels = _split(key)
+        if len(baseline) >= cfg.min_history and counts.errors >= cfg.min_spike_errors:
+            score = baseline.score(counts.errors, robust=cfg.robust)
+            if score.score >= cfg.spike_score:
+                if (key, "error_spike") not in self.anomalous:
+                    self.anomalous.add((key, "error_spike"))
+                    out.append(
+                        Anomaly(
+                            "error_spike",
+                            labels,
+                            counts.errors,
+                            score.centre,
+                            score.spread,
+                            score.score,
+                            window,
+                        )
+                    )
+            else:
+                self.anomalous.discard((key, "error_spike"))
+        else:
+            self.anomalous.discard((key, "error_spike"))
+        baseline.push(counts.errors)
+        dimension = next(iter(labels))
+        rate_key = dimension in ("service", "template_id")
+        if (
+            rate_key
+            and counts.attempts >= cfg.min_rate_attempts
+            and (counts.error_rate > self.thresholds.error_rate)
+        ):
+            out.append(
+                Anomaly(
+                    "high_error_rate",
+                    labels,
+                    counts.error_rate,
+                    self.thresholds.error_rate,
+                    0.0,
+                    counts.error_rate / max(self.thresholds.error_rate, 1e-9),
+                    window,
+                )
+            )
+        if dimension == "fingerprint" and counts.errors > self.thresholds.specific_error_count:
+            out.append(
+                Anomaly(
+                    "frequent_error",
+                    labels,
+                    counts.errors,
+                    self.thresholds.specific_error_count,
+                    0.0,
+                    counts.errors / self.thresholds.specific_error_count,
+                    window,
+                )
+            )
+        if rate_key and counts.critical >= cfg.critical_threshold:
+            out.append(
+                Anomaly(
+                    "critical_errors",
+                    labels,
+                    counts.critical,
+                    cfg.critical_threshold,
+                    0.0,
+                    counts.critical / cfg.critical_threshold,
+                    window,
+                )
+            )
+        if rate_key and counts.recovery_attempts >= cfg.min_recovery_attempts:
+            rate = counts.recovery_failures / counts.recovery_attempts
+            if rate > self.thresholds.recovery_failure_rate:
+                out.append(
+                    Anomaly(
+                        "recovery_failures",
+                        labels,
+                        rate,
+                        self.thresholds.recovery_failure_rate,
+                        0.0,
+                        rate / max(self.thresholds.recovery_failure_rate, 1e-9),
+                        window,
+                    )
+                )
+        return out
+
+    def _evaluate_alerts(self, key: str, counts: WindowCounts, now_ms: int) -> list[AlertChange]:
+        cfg, th = self.config, self.thresholds
+        labels = _split(key)
+        dimension, value = next(iter(labels.items()))
+        changes = []
+        if dimension in ("service", "template_id"):
+            enough = counts.attempts >= cfg.min_rate_attempts
+            alert_labels = dict(labels)
+            if dimension == "service" and value in self.open_breakers:
+                alert_labels["inhibited_by"] = f"breaker:{value}"
+            change = self.alerts.observe(
+                "high_error_rate",
+                labels,
+                violating=enough and counts.error_rate > th.error_rate,
+                value=counts.error_rate,
+                threshold=th.error_rate,
+                now_ms=now_ms,
+            )
+            if change is not None and "inhibited_by" in alert_labels:
+                change = AlertChange(
+                    change.state,
+                    change.alert_id,
+                    change.name,
+                    alert_labels,
+                    change.value,
+                    change.threshold,
+                    change.at_ms,
+                )
+            changes.append(change)
+            if counts.recovery_attempts >= cfg.min_recovery_attempts:
+                rate = counts.recovery_failures / counts.recovery_attempts
+                changes.append(
+                    self.alerts.observe(
+                        "recovery_failures",
+                        labels,
+                        violating=rate > th.recovery_failure_rate,
+                        value=rate,
+                        threshold=th.recovery_failure_rate,
+                        now_ms=now_ms,
+                    )
+                )
+        elif dimension == "fingerprint":
+            changes.append(
+                self.alerts.observe(
+                    "frequent_error",
+                    labels,
+                    violating=counts.errors > th.specific_error_count,
+                    value=counts.errors,
+                    threshold=th.specific_error_count,
+                    now_ms=now_ms,
+                )
+            )
+        return [c for c in changes if c is not None]
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to continue after a restart, as plain JSON-able data."""
+
+        def store(s: WindowStore) -> dict[str, Any]:
+            return {
+                "watermark": s.watermark_ms,
+                "late_dropped": s.late_dropped,
+                "open": [[k, start, c.to_dict()] for (k, start), c in s.open.items()],
+            }
+
+        return {
+            "tumbling": store(self.tumbling),
+            "hopping": store(self.hopping),
+            "baselines": {k: list(b.values) for k, b in self.baselines.items()},
+            "anomalous": sorted(list(pair) for pair in self.anomalous),
+            "alerts": {
+                k: [a.name, a.labels, a.last_violation_ms, a.value, a.threshold]
+                for k, a in self.alerts.firing.items()
+            },
+            "thresholds": [
+                self.thresholds.error_rate,
+                self.thresholds.specific_error_count,
+                self.thresholds.recovery_failure_rate,
+            ],
+            "open_breakers": sorted(self.open_breakers),
+            "observed": self.observed,
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        from streams.alerting import _Alert
+
+        for name, s in (("tumbling", self.tumbling), ("hopping", self.hopping)):
+            saved = data.get(name, {})
+            s.watermark_ms = int(saved.get("watermark", 0))
+            s.late_dropped = int(saved.get("late_dropped", 0))
+            s.open = {
+                (k, int(start)): WindowCounts.from_dict(c) for k, start, c in saved.get("open", [])
+            }
+        self.baselines = {}
+        for key, values in data.get("baselines", {}).items():
+            baseline = Baseline(self.config.baseline_windows)
+            for value in values:
+                baseline.push(float(value))
+            self.baselines[key] = baseline
+        self.anomalous = {(k, kind) for k, kind in data.get("anomalous", [])}
+        self.alerts.firing = {
+            k: _Alert(n, dict(lb), int(t), float(v), float(th))
+            for k, (n, lb, t, v, th) in data.get("alerts", {}).items()
+        }
+        if "thresholds" in data:
+            self.thresholds = Thresholds(*data["thresholds"])
+        self.open_breakers = set(data.get("open_breakers", []))
+        self.observed = int(data.get("observed", 0))
+
+
+def _contributions(event: Envelope) -> list[tuple[str, WindowCounts]]:
+    """The (key, counts) an event adds: attempts and errors per service and template,
+    errors per category and fingerprint."""
+    if isinstance(event, CallCompleted):
+        failed = event.outcome in ("failure", "timeout")
+        counts = WindowCounts(attempts=1, errors=int(failed))
+        if failed and event.error is not None:
+            counts.by_category = {event.error.category: 1}
+        return [(f"service={event.service}", counts)]
+    if not isinstance(event, TaskEvent) or event.type not in _ATTEMPT_ENDS:
+        return []
+    error = getattr(event, "error", None)
+    failed = event.type in _FAILED
+    final = event.type in ("task.failed", "task.succeeded")
+    recovery = final and event.attempt > 1
+    counts = WindowCounts(
+        attempts=1,
+        errors=int(failed),
+        critical=int(failed and error is not None and error.severity == "critical"),
+        recovery_attempts=int(recovery),
+        recovery_failures=int(recovery and event.type == "task.failed"),
+        by_category={error.category: 1} if failed and error is not None else {},
+    )
+    out = [(f"template_id={event.template_id}", counts)]
+    if failed and error is not None:
+        only_error = WindowCounts(
+            attempts=1, errors=1, critical=counts.critical, by_category=dict(counts.by_category)
+        )
+        out.append((f"category={error.category}", only_error))
+        out.append((f"fingerprint={error.fingerprint}", only_error))
+        if error.service:
+            out.append((f"service={error.service}", counts))
+    return out
