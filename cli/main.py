@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from cli import infra, pipeline
+from cli import infra, pipeline, worker
 from deploy.settings import DeploySettings
 
 __all__ = ["build_parser", "main"]
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="subcommands", metavar="<command>", required=True)
     infra.register(sub)
     pipeline.register(sub)
+    worker.register(sub)
     return parser
 
 

@@ -20,7 +20,14 @@ from streams.alerting import AlertBook, AlertChange
 from streams.stats import Baseline
 from streams.windows import Window, WindowCounts, WindowSpec, WindowStore
 
-__all__ = ["AnalyticsConfig", "Anomaly", "ErrorAnalytics", "Thresholds"]
+__all__ = [
+    "AnalyticsConfig",
+    "Anomaly",
+    "ErrorAnalytics",
+    "Thresholds",
+    "WindowResult",
+    "contributions",
+]
 
 _ATTEMPT_ENDS = {"task.succeeded", "task.attempt_failed", "task.failed"}
 _FAILED = {"task.attempt_failed", "task.failed"}
@@ -108,16 +115,23 @@ class ErrorAnalytics:
 
     def observe(self, event: Envelope) -> None:
         """Count one task or call event into every window of every key it belongs to."""
-        contributions = _contributions(event)
-        if not contributions:
+        parts = contributions(event)
+        if not parts:
             return
         self.observed += 1
         ts = int(event.occurred_at.timestamp() * 1000)
-        for key, counts in contributions:
-            self.tumbling.add(key, ts, counts)
-            self.hopping.add(key, ts, counts)
-        self.tumbling.advance(ts)
-        self.hopping.advance(ts)
+        for key, counts in parts:
+            self.observe_counts(key, ts, counts)
+        self.advance(ts)
+
+    def observe_counts(self, key: str, ts_ms: int, counts: WindowCounts) -> None:
+        """Count pre-aggregated ``counts`` of ``key`` at event time ``ts_ms``."""
+        self.tumbling.add(key, ts_ms, counts)
+        self.hopping.add(key, ts_ms, counts)
+
+    def advance(self, ts_ms: int) -> None:
+        self.tumbling.advance(ts_ms)
+        self.hopping.advance(ts_ms)
 
     # -- output --------------------------------------------------------------------------
 
@@ -331,7 +345,7 @@ class ErrorAnalytics:
         self.observed = int(data.get("observed", 0))
 
 
-def _contributions(event: Envelope) -> list[tuple[str, WindowCounts]]:
+def contributions(event: Envelope) -> list[tuple[str, WindowCounts]]:
     """The (key, counts) an event adds: attempts and errors per service and template,
     errors per category and fingerprint."""
     if isinstance(event, CallCompleted):

@@ -1,0 +1,37 @@
+"""``errorflow worker``: the stream analytics worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from deploy.settings import DeploySettings
+
+__all__ = ["register"]
+
+
+async def _run() -> None:
+    from streams.app import create_app
+
+    app = create_app()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(
+        f"errorflow worker {app.settings.name}: analytics from "
+        f"{app.settings.kafka_bootstrap_servers}",
+        flush=True,
+    )
+    await app.run(stop)
+
+
+def _worker(args: argparse.Namespace, settings: DeploySettings) -> int:
+    asyncio.run(_run())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = sub.add_parser("worker", help="windowed error rates, anomalies and alerts")
+    worker.set_defaults(run=_worker)

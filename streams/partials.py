@@ -1,0 +1,51 @@
+"""Partial aggregates: what the ingest stage sends to the detection stage (pure).
+
+The ingest stage reads task and call events (keyed by task or service), so the counts
+of one key are spread over partitions. It sums each micro-batch per (key, time bucket)
+and sends those partial counts keyed by key: every key then lives on one partition of
+the partials topic, and one detection engine owns it — two workers give the same
+results as one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from schemas import Envelope
+from streams.analytics import contributions
+from streams.windows import WindowCounts
+
+__all__ = ["aggregate", "decode_partial", "encode_partial"]
+
+
+def aggregate(events: Iterable[Envelope], step_ms: int) -> dict[tuple[str, int], WindowCounts]:
+    """Counts per (key, bucket start) over a batch of events."""
+    out: dict[tuple[str, int], WindowCounts] = {}
+    for event in events:
+        ts = int(event.occurred_at.timestamp() * 1000)
+        bucket = ts - ts % step_ms
+        for key, counts in contributions(event):
+            current = out.get((key, bucket))
+            if current is None:
+                out[(key, bucket)] = counts
+            else:
+                current.add(counts)
+    return out
+
+
+def encode_partial(key: str, bucket_ms: int, counts: WindowCounts, max_ts_ms: int) -> bytes:
+    return json.dumps(
+        {"key": key, "bucket_ms": bucket_ms, "max_ts_ms": max_ts_ms, "counts": counts.to_dict()},
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_partial(raw: bytes) -> tuple[str, int, WindowCounts, int]:
+    data = json.loads(raw)
+    return (
+        data["key"],
+        int(data["bucket_ms"]),
+        WindowCounts.from_dict(data["counts"]),
+        int(data.get("max_ts_ms", data["bucket_ms"])),
+    )

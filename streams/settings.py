@@ -1,0 +1,67 @@
+"""Worker settings (``ERRORFLOW_WORKER_*``), read once at process entry."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.settings import DEFAULT_BOOTSTRAP
+from streams.analytics import AnalyticsConfig
+from streams.windows import WindowSpec
+
+__all__ = ["WorkerSettings"]
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", env_prefix="ERRORFLOW_WORKER_", populate_by_name=True
+    )
+
+    kafka_bootstrap_servers: str = Field(
+        DEFAULT_BOOTSTRAP, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    app_id: str = "errorflow-analytics"
+    # Stable per worker process: a restarted worker with the same name aborts the
+    # transactions its killed predecessor left open instead of waiting for a timeout.
+    name: str = Field(default_factory=socket.gethostname)
+    internal_partitions: int = Field(6, ge=1)
+    tumbling_s: float = Field(60, gt=0)
+    hopping_s: float = Field(300, gt=0)
+    hop_s: float = Field(60, gt=0)
+    grace_s: float = Field(10, ge=0)
+    baseline_windows: int = Field(30, ge=2)
+    min_history: int = Field(10, ge=2)
+    spike_score: float = Field(3.5, gt=0)
+    robust: bool = True
+    min_spike_errors: int = Field(5, ge=1)
+    min_rate_attempts: int = Field(20, ge=1)
+    hold_down_s: float = Field(120, ge=0)
+    tick_s: float = Field(0.5, gt=0)
+    batch_records: int = Field(5000, ge=1)
+
+    @property
+    def step_ms(self) -> int:
+        """The bucket partial aggregates use: divides every window step."""
+        from math import gcd
+
+        return gcd(int(self.tumbling_s * 1000), int(self.hop_s * 1000))
+
+    def analytics(self) -> AnalyticsConfig:
+        grace = int(self.grace_s * 1000)
+        return AnalyticsConfig(
+            tumbling=WindowSpec.tumbling(int(self.tumbling_s * 1000), grace),
+            hopping=WindowSpec(int(self.hopping_s * 1000), int(self.hop_s * 1000), grace),
+            baseline_windows=self.baseline_windows,
+            min_history=self.min_history,
+            spike_score=self.spike_score,
+            robust=self.robust,
+            min_spike_errors=self.min_spike_errors,
+            min_rate_attempts=self.min_rate_attempts,
+            hold_down_ms=int(self.hold_down_s * 1000),
+        )
+
+    def topic(self, suffix: str) -> str:
+        """The worker's internal topics (its own changelog, not part of the contract)."""
+        return f"{self.app_id}-{suffix}"
