@@ -136,9 +136,9 @@ class DetectionStage:
                         (ANOMALIES.name, key_of(event).encode(), encode(event), event.type.encode())
                     )
                 for change in changes:
-                    event = alert_event(change, self.source)
+                    alert = alert_event(change, self.source)
                     outputs.append(
-                        (ALERTS.name, key_of(event).encode(), encode(event), event.type.encode())
+                        (ALERTS.name, key_of(alert).encode(), encode(alert), alert.type.encode())
                     )
                 self.counters["windows"] += len(windows)
                 self.counters["anomalies"] += len(anomalies)
