@@ -12,7 +12,15 @@ __all__ = ["register"]
 
 
 async def _run() -> None:
+    import logging
+    import os
+
     from streams.app import create_app
+
+    logging.basicConfig(
+        level=os.environ.get("ERRORFLOW_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
 
     app = create_app()
     stop = asyncio.Event()

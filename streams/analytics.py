@@ -94,6 +94,7 @@ class ErrorAnalytics:
     anomalous: set[tuple[str, str]] = field(default_factory=set)
     alerts: AlertBook = field(init=False)
     observed: int = 0
+    source_marks: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.tumbling = WindowStore(self.config.tumbling)
@@ -135,13 +136,36 @@ class ErrorAnalytics:
 
     # -- output --------------------------------------------------------------------------
 
-    def tick(self, now_ms: int) -> tuple[list[WindowResult], list[Anomaly], list[AlertChange]]:
-        """Close due windows (watermark at least ``now - grace``), detect, update alerts."""
+    def mark_source(self, source: str, ts_ms: int) -> None:
+        """An input (e.g. ``errorflow.call-events:3``) has been read up to event time
+        ``ts_ms``. The watermark is the lowest mark of the inputs that are not idle."""
+        previous = self.source_marks.get(source)
+        self.source_marks[source] = [max(ts_ms, previous[0] if previous else ts_ms), -1]
+
+    def tick(
+        self, now_ms: int, *, idle_ms: int | None = None
+    ) -> tuple[list[WindowResult], list[Anomaly], list[AlertChange]]:
+        """Close due windows, detect, update alerts.
+
+        With source marks, windows close at the lowest mark of the inputs heard from
+        within ``idle_ms`` — a restarted worker's backlog is not dropped as late, as
+        every input's mark catches up together. When every input is idle (or there are
+        none), the clock closes windows (``now - grace``).
+        """
         results: list[WindowResult] = []
         anomalies: list[Anomaly] = []
         changes: list[AlertChange] = []
-        for store in (self.tumbling, self.hopping):
-            store.advance(now_ms - store.spec.grace_ms)
+        live = []
+        for mark in self.source_marks.values():
+            if mark[1] < 0:
+                mark[1] = now_ms  # newly heard (or restored): live from now on
+            if idle_ms is None or now_ms - mark[1] < idle_ms:
+                live.append(mark[0])
+        if live:
+            self.advance(min(live))
+        else:
+            for store in (self.tumbling, self.hopping):
+                store.advance(now_ms - store.spec.grace_ms)
         for key, window, counts in self.tumbling.close():
             results.append(WindowResult(self.config.tumbling.name, key, window, counts))
             anomalies += self._detect(key, window, counts)
@@ -152,29 +176,34 @@ class ErrorAnalytics:
         return results, anomalies, changes
 
     def _detect(self, key: str, window: Window, counts: WindowCounts) -> list[Anomaly]:
+        """Anomalies of one closed window; each kind fires once per episode (until the key
+        is back to normal), so a burst spanning windows is one anomaly, not several."""
+        found = self._score(key, window, counts)
+        kinds = {a.kind for a in found}
+        for kind in {k for k_, k in self.anomalous if k_ == key} - kinds:
+            self.anomalous.discard((key, kind))
+        fresh = [a for a in found if (key, a.kind) not in self.anomalous]
+        self.anomalous.update((key, a.kind) for a in fresh)
+        return fresh
+
+    def _score(self, key: str, window: Window, counts: WindowCounts) -> list[Anomaly]:
         cfg, out = self.config, []
         baseline = self.baselines.setdefault(key, Baseline(cfg.baseline_windows))
         labels = _split(key)
         if len(baseline) >= cfg.min_history and counts.errors >= cfg.min_spike_errors:
             score = baseline.score(counts.errors, robust=cfg.robust)
             if score.score >= cfg.spike_score:
-                if (key, "error_spike") not in self.anomalous:
-                    self.anomalous.add((key, "error_spike"))
-                    out.append(
-                        Anomaly(
-                            "error_spike",
-                            labels,
-                            counts.errors,
-                            score.centre,
-                            score.spread,
-                            score.score,
-                            window,
-                        )
+                out.append(
+                    Anomaly(
+                        "error_spike",
+                        labels,
+                        counts.errors,
+                        score.centre,
+                        score.spread,
+                        score.score,
+                        window,
                     )
-            else:
-                self.anomalous.discard((key, "error_spike"))
-        else:
-            self.anomalous.discard((key, "error_spike"))
+                )
         baseline.push(counts.errors)
         dimension = next(iter(labels))
         rate_key = dimension in ("service", "template_id")
@@ -316,6 +345,7 @@ class ErrorAnalytics:
             ],
             "open_breakers": sorted(self.open_breakers),
             "observed": self.observed,
+            "source_marks": {k: m[0] for k, m in self.source_marks.items()},
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -343,6 +373,7 @@ class ErrorAnalytics:
             self.thresholds = Thresholds(*data["thresholds"])
         self.open_breakers = set(data.get("open_breakers", []))
         self.observed = int(data.get("observed", 0))
+        self.source_marks = {k: [int(ts), -1] for k, ts in data.get("source_marks", {}).items()}
 
 
 def contributions(event: Envelope) -> list[tuple[str, WindowCounts]]:

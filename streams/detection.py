@@ -72,6 +72,8 @@ class DetectionStage:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(300, settings.session_timeout_ms // 5),
         )
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -104,9 +106,11 @@ class DetectionStage:
                     if engine is None:
                         continue  # revoked meanwhile
                     for record in records:
-                        key, bucket, counts, max_ts = decode_partial(record.value)
-                        engine.observe_counts(key, bucket, counts)
-                        engine.advance(max_ts)
+                        item = decode_partial(record.value)
+                        if len(item) == 2:
+                            engine.mark_source(item[0], item[1])
+                        else:
+                            engine.observe_counts(item[0], item[1], item[2])
                     self._pending[tp] = records[-1].offset + 1
                     self._dirty.add(tp.partition)
                 if time.monotonic() >= next_tick:
@@ -122,9 +126,10 @@ class DetectionStage:
         """Close due windows and commit outputs, snapshots and offsets together."""
         async with self._lock:
             now_ms = int(time.time() * 1000)
+            idle_ms = int(self.settings.idle_close_s * 1000)
             outputs: list[tuple[str, bytes, bytes, bytes | None]] = []
             for partition, engine in self.engines.items():
-                windows, anomalies, changes = engine.tick(now_ms)
+                windows, anomalies, changes = engine.tick(now_ms, idle_ms=idle_ms)
                 if windows or anomalies or changes:
                     self._dirty.add(partition)
                 for result in windows:
@@ -166,6 +171,9 @@ class DetectionStage:
     async def restore(self, partitions: list[int]) -> None:
         """Engines for newly assigned partitions, from their latest committed snapshot."""
         latest = await self._read_snapshots(set(partitions))
+        log.info(
+            "errorflow.worker.restored partitions=%s from_snapshot=%s", partitions, sorted(latest)
+        )
         for partition in partitions:
             engine = self._new_engine()
             if partition in latest:
@@ -186,8 +194,12 @@ class DetectionStage:
             await reader.seek_to_beginning(*parts)
             ends = await reader.end_offsets(parts)
             latest: dict[int, dict[str, Any]] = {}
-            while [tp for tp in parts if await reader.position(tp) < ends[tp]]:
-                batch = await reader.getmany(timeout_ms=500)
+            idle_polls = 0
+            # Read to the end. A partition may end with transaction markers, which the
+            # client never surfaces as records, so stop after a few empty polls too.
+            while idle_polls < 3 and [tp for tp in parts if await reader.position(tp) < ends[tp]]:
+                batch = await reader.getmany(timeout_ms=300)
+                idle_polls = 0 if batch else idle_polls + 1
                 for records in batch.values():
                     for record in records:
                         partition = int(record.key)

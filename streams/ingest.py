@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas import DecodeError, PoisonRecorded, Source, decode, encode, key_of
 from schemas.topics import CALL_EVENTS, POISON, TASK_EVENTS
-from streams.partials import aggregate, encode_partial
+from streams.partials import aggregate, encode_mark, encode_partial
 from streams.settings import WorkerSettings
 
 __all__ = ["IngestStage"]
@@ -38,8 +38,10 @@ class IngestStage:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=self.group,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=settings.start_from,
             isolation_level="read_committed",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(300, settings.session_timeout_ms // 5),
         )
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -65,23 +67,34 @@ class IngestStage:
 
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         events, poison = [], []
-        offsets = {}
+        offsets, marks = {}, {}
         for tp, records in batch.items():
+            newest = 0
             for record in records:
                 self.consumed += 1
                 try:
-                    events.append(decode(record.value))
+                    event = decode(record.value)
                 except DecodeError as exc:
                     poison.append(self._poison(tp, record.offset, record.value, exc.reason))
+                    continue
+                events.append(event)
+                newest = max(newest, int(event.occurred_at.timestamp() * 1000))
             offsets[tp] = records[-1].offset + 1
+            if newest:
+                marks[f"{tp.topic}:{tp.partition}"] = newest
         partials = aggregate(events, self.settings.step_ms)
-        max_ts = max((int(e.occurred_at.timestamp() * 1000) for e in events), default=0)
         topic = self.settings.topic("partials")
+        partitions = sorted(await self._producer.partitions_for(topic))
         async with self._producer.transaction():
             for (key, bucket), counts in partials.items():
                 await self._producer.send(
-                    topic, encode_partial(key, bucket, counts, max_ts), key=key.encode()
+                    topic, encode_partial(key, bucket, counts), key=key.encode()
                 )
+            # Marks after the partials: an engine never sees a mark before the counts
+            # it covers.
+            for source, ts in marks.items():
+                for partition in partitions:
+                    await self._producer.send(topic, encode_mark(source, ts), partition=partition)
             for record in poison:
                 await self._producer.send(
                     POISON.name,

@@ -16,7 +16,7 @@ from schemas import Envelope
 from streams.analytics import contributions
 from streams.windows import WindowCounts
 
-__all__ = ["aggregate", "decode_partial", "encode_partial"]
+__all__ = ["aggregate", "decode_partial", "encode_mark", "encode_partial"]
 
 
 def aggregate(events: Iterable[Envelope], step_ms: int) -> dict[tuple[str, int], WindowCounts]:
@@ -34,18 +34,21 @@ def aggregate(events: Iterable[Envelope], step_ms: int) -> dict[tuple[str, int],
     return out
 
 
-def encode_partial(key: str, bucket_ms: int, counts: WindowCounts, max_ts_ms: int) -> bytes:
+def encode_partial(key: str, bucket_ms: int, counts: WindowCounts) -> bytes:
     return json.dumps(
-        {"key": key, "bucket_ms": bucket_ms, "max_ts_ms": max_ts_ms, "counts": counts.to_dict()},
-        separators=(",", ":"),
+        {"key": key, "bucket_ms": bucket_ms, "counts": counts.to_dict()}, separators=(",", ":")
     ).encode()
 
 
-def decode_partial(raw: bytes) -> tuple[str, int, WindowCounts, int]:
+def encode_mark(source: str, ts_ms: int) -> bytes:
+    """How far one input partition has been read, in event time (sent to every
+    partition of the partials topic, so every engine knows every input's progress)."""
+    return json.dumps({"mark": source, "ts_ms": ts_ms}, separators=(",", ":")).encode()
+
+
+def decode_partial(raw: bytes) -> tuple[str, int, WindowCounts] | tuple[str, int]:
+    """(key, bucket, counts) for a partial, (source, ts) for a mark."""
     data = json.loads(raw)
-    return (
-        data["key"],
-        int(data["bucket_ms"]),
-        WindowCounts.from_dict(data["counts"]),
-        int(data.get("max_ts_ms", data["bucket_ms"])),
-    )
+    if "mark" in data:
+        return data["mark"], int(data["ts_ms"])
+    return data["key"], int(data["bucket_ms"]), WindowCounts.from_dict(data["counts"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,7 +40,15 @@ class WorkerSettings(BaseSettings):
     min_rate_attempts: int = Field(20, ge=1)
     hold_down_s: float = Field(120, ge=0)
     tick_s: float = Field(0.5, gt=0)
+    # With no input for this long, the clock closes windows (event time does otherwise).
+    idle_close_s: float = Field(30, gt=0)
     batch_records: int = Field(5000, ge=1)
+    # Where a brand-new deployment starts reading task and call events: "latest" watches
+    # from now on (history is in ClickHouse); "earliest" replays the topics' retention.
+    # Afterwards the committed offsets rule, so restarts lose nothing.
+    start_from: Literal["latest", "earliest"] = "latest"
+    # How soon a killed worker's partitions move to the others (Kafka group session).
+    session_timeout_ms: int = Field(6000, ge=1000)
 
     @property
     def step_ms(self) -> int:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import schemas as s
 from streams.alerting import AlertBook
 from streams.analytics import AnalyticsConfig, ErrorAnalytics
-from streams.windows import WindowSpec
+from streams.windows import WindowCounts, WindowSpec
 
 T0 = 1_790_000_000_000  # ms, on a minute boundary
 ERROR = s.ErrorInfo(
@@ -122,3 +122,26 @@ def test_snapshot_restores_windows_baselines_and_alerts() -> None:
     second.restore(first.snapshot())
     assert second.snapshot() == first.snapshot()
     assert second.tick(T0 + 12_000)[0] == first.tick(T0 + 12_000)[0]
+
+
+def test_watermark_is_the_slowest_live_input() -> None:
+    """With two inputs, windows close at the lower mark; an idle input stops holding
+    them back; a restored engine treats its inputs as live again."""
+    analytics = ErrorAnalytics(_config())
+    analytics.observe_counts("service=a", T0 + 500, analytics_counts())
+    analytics.mark_source("call-events:0", T0 + 5_000)
+    analytics.mark_source("call-events:1", T0 + 800)
+    windows, _, _ = analytics.tick(T0 + 60_000, idle_ms=10_000)
+    assert windows == []  # input 1 has only reached 0.8 s: window [0 s, 1 s) stays open
+    analytics.mark_source("call-events:1", T0 + 2_500)
+    windows, _, _ = analytics.tick(T0 + 61_000, idle_ms=10_000)
+    assert [(w.key, w.window.start_ms - T0) for w in windows if w.spec.startswith("tumbling")] == [
+        ("service=a", 0)
+    ]
+    restored = ErrorAnalytics(_config())
+    restored.restore(analytics.snapshot())
+    assert restored.snapshot() == analytics.snapshot()
+
+
+def analytics_counts() -> WindowCounts:
+    return WindowCounts(attempts=3, errors=1)

@@ -1,0 +1,143 @@
+"""The stream worker on the real broker, as separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import schemas as s
+from tests.integration.kafka_io import kcat_produce, produce
+from tests.integration.worker_process import WorkerProcess, events_for, windows_for
+
+pytestmark = pytest.mark.kafka
+
+
+def _error(service: str) -> s.ErrorInfo:
+    return s.ErrorInfo(
+        category="transient",
+        error_type="builtins.ConnectionResetError",
+        message="reset",
+        fingerprint=f"fp-{service}",
+        severity="medium",
+        retryable=True,
+        rule="builtin:network",
+        service=service,
+    )
+
+
+async def _traffic(
+    bootstrap: str,
+    service: str,
+    plan: list[int],
+    per_second: int = 20,
+    truth: Counter[int] | None = None,
+) -> None:
+    """One batch of call events per second (event time = now); plan[i] of them fail."""
+    source = s.Source.here(runner_id="it-traffic")
+    for errors in plan:
+        started = time.monotonic()
+        batch = [
+            s.CallCompleted(
+                service=service,
+                outcome="failure" if i < errors else "success",
+                duration_ms=1,
+                error=_error(service) if i < errors else None,
+                source=source,
+            )
+            for i in range(per_second)
+        ]
+        await produce(bootstrap, batch)
+        if truth is not None:
+            for event in batch:
+                ms = int(event.occurred_at.timestamp() * 1000)
+                truth[ms - ms % 1000] += 1
+        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+async def test_burst_gives_one_spike_one_alert_then_resolved(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A calm baseline, a three-second burst, calm again: exactly one error_spike and one
+    alert.firing for the service, and alert.resolved once it stayed calm."""
+    app_id, service = f"it-burst-{uuid.uuid4().hex[:6]}", f"svc-{uuid.uuid4().hex[:6]}"
+    worker = WorkerProcess(kafka_bootstrap, app_id, "w1", tmp_path).start()
+    try:
+        await asyncio.sleep(6)  # group join and topic creation
+        await _traffic(
+            kafka_bootstrap, service, [1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 15, 16, 15] + [0] * 8
+        )
+        await asyncio.sleep(3)
+    finally:
+        worker.stop()
+    anomalies = await events_for(kafka_bootstrap, "errorflow.anomalies", service)
+    spikes = [a for a in anomalies if a.kind == "error_spike"]  # type: ignore[attr-defined]
+    assert len(spikes) == 1, anomalies
+    alerts = await events_for(kafka_bootstrap, "errorflow.alerts", service)
+    assert [a.type for a in alerts] == ["alert.firing", "alert.resolved"]
+    assert alerts[0].name == "high_error_rate"  # type: ignore[attr-defined]
+
+
+async def test_threshold_change_by_kcat_applies_without_restart(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """10% errors do not alert at 15%; alerts.thresholds 5% produced with kcat makes the
+    running worker alert on the same traffic."""
+    app_id, service = f"it-thr-{uuid.uuid4().hex[:6]}", f"svc-{uuid.uuid4().hex[:6]}"
+    worker = WorkerProcess(kafka_bootstrap, app_id, "w1", tmp_path).start()
+    try:
+        await asyncio.sleep(6)
+        await _traffic(kafka_bootstrap, service, [2] * 4)
+        await asyncio.sleep(2)
+        assert await events_for(kafka_bootstrap, "errorflow.alerts", service) == []
+        lowered = s.SetAlertThresholds(error_rate=0.05, source=s.Source.here(runner_id="it"))
+        kcat_produce(
+            kafka_bootstrap, "errorflow.control", "alerts.thresholds", s.encode(lowered).decode()
+        )
+        await asyncio.sleep(1)
+        await _traffic(kafka_bootstrap, service, [2] * 3)
+        await asyncio.sleep(2)
+        alerts = await events_for(kafka_bootstrap, "errorflow.alerts", service)
+        assert [a.type for a in alerts][:1] == ["alert.firing"]
+        assert alerts[0].threshold == 0.05  # type: ignore[attr-defined]
+    finally:
+        restore = s.SetAlertThresholds(source=s.Source.here(runner_id="it"))
+        kcat_produce(
+            kafka_bootstrap, "errorflow.control", "alerts.thresholds", s.encode(restore).decode()
+        )
+        worker.stop()
+
+
+@pytest.mark.parametrize("scenario", ["sigkill", "two-workers"])
+async def test_window_counts_equal_ground_truth(
+    kafka_bootstrap: str, tmp_path: Path, scenario: str
+) -> None:
+    """Per-second window counts equal what was produced: across a SIGKILL and restart,
+    and with two worker processes sharing the partitions."""
+    app_id, service = f"it-{scenario}-{uuid.uuid4().hex[:6]}", f"svc-{uuid.uuid4().hex[:6]}"
+    workers = [WorkerProcess(kafka_bootstrap, app_id, "w1", tmp_path).start()]
+    if scenario == "two-workers":
+        workers.append(WorkerProcess(kafka_bootstrap, app_id, "w2", tmp_path).start())
+    truth: Counter[int] = Counter()
+    try:
+        await asyncio.sleep(8)
+        await _traffic(kafka_bootstrap, service, [1, 2, 3], truth=truth)
+        if scenario == "sigkill":
+            workers[0].kill()
+            await _traffic(kafka_bootstrap, service, [4, 5], truth=truth)
+            workers[0] = WorkerProcess(kafka_bootstrap, app_id, "w1", tmp_path).start()
+        await _traffic(kafka_bootstrap, service, [0, 1, 2, 0], truth=truth)
+        counts: dict[int, int] = {}
+        deadline = time.monotonic() + 60  # the last windows close when the input goes idle
+        while time.monotonic() < deadline and counts != dict(truth):
+            await asyncio.sleep(2)
+            windows = await windows_for(kafka_bootstrap, app_id, f"service={service}")
+            counts = {start: row["attempts"] for start, row in windows.items()}
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert counts == dict(truth)

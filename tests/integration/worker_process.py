@@ -1,0 +1,109 @@
+"""Run ``errorflow worker`` processes and read what they publish."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+import schemas as s
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FAST = {  # 1-second windows so a test sees many of them
+    "ERRORFLOW_WORKER_TUMBLING_S": "1",
+    "ERRORFLOW_WORKER_HOPPING_S": "5",
+    "ERRORFLOW_WORKER_HOP_S": "1",
+    "ERRORFLOW_WORKER_GRACE_S": "1",
+    "ERRORFLOW_WORKER_MIN_HISTORY": "5",
+    "ERRORFLOW_WORKER_HOLD_DOWN_S": "3",
+    "ERRORFLOW_WORKER_MIN_RATE_ATTEMPTS": "10",
+    "ERRORFLOW_WORKER_IDLE_CLOSE_S": "4",
+    "ERRORFLOW_WORKER_TICK_S": "0.2",
+}
+
+
+class WorkerProcess:
+    def __init__(self, bootstrap: str, app_id: str, name: str, log_dir: Path) -> None:
+        self.env = {
+            **os.environ,
+            **FAST,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "ERRORFLOW_WORKER_APP_ID": app_id,
+            "ERRORFLOW_WORKER_NAME": name,
+            "PYTHONPATH": str(ROOT),
+        }
+        self.log = log_dir / f"worker-{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli", "worker"],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+async def read_all(bootstrap: str, topic: str, *, timeout_ms: int = 1500) -> list[Any]:
+    """Every committed record on ``topic`` (read_committed, from the beginning)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=timeout_ms)
+            if not batch:
+                return records
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+
+
+async def events_for(bootstrap: str, topic: str, service: str) -> list[s.Envelope]:
+    out = []
+    for record in await read_all(bootstrap, topic):
+        event = s.decode(record.value)
+        labels = getattr(event, "key", None) or getattr(event, "labels", {})
+        if labels.get("service") == service:
+            out.append(event)
+    return out
+
+
+async def windows_for(bootstrap: str, app_id: str, key: str) -> dict[int, dict[str, Any]]:
+    """Closed 1-second tumbling windows of ``key`` by start (ms)."""
+    rows = {}
+    for record in await read_all(bootstrap, f"{app_id}-windows"):
+        row = json.loads(record.value)
+        if row["key"] == key and row["spec"].startswith("tumbling"):
+            assert row["window_start_ms"] not in rows, "a window was reported twice"
+            rows[row["window_start_ms"]] = row
+    return rows
