@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 from collections import Counter
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import schemas as s
-from tests.integration.kafka_io import kcat_produce, produce
-from tests.integration.worker_process import WorkerProcess, events_for, windows_for
+from tests.integration.kafka_io import kcat_produce, produce, produce_raw
+from tests.integration.worker_process import WorkerProcess, events_for, read_all, windows_for
 
 pytestmark = pytest.mark.kafka
 
@@ -63,11 +64,14 @@ async def test_burst_gives_one_spike_one_alert_then_resolved(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """A calm baseline, a three-second burst, calm again: exactly one error_spike and one
-    alert.firing for the service, and alert.resolved once it stayed calm."""
+    alert.firing for the service, and alert.resolved once it stayed calm. A garbage record
+    in the middle goes to errorflow.poison and the worker carries on."""
     app_id, service = f"it-burst-{uuid.uuid4().hex[:6]}", f"svc-{uuid.uuid4().hex[:6]}"
     worker = WorkerProcess(kafka_bootstrap, app_id, "w1", tmp_path).start()
+    garbage = f"garbage for {service}".encode()
     try:
         await asyncio.sleep(6)  # group join and topic creation
+        await produce_raw(kafka_bootstrap, "errorflow.call-events", [garbage])
         await _traffic(
             kafka_bootstrap, service, [1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 15, 16, 15] + [0] * 8
         )
@@ -80,6 +84,11 @@ async def test_burst_gives_one_spike_one_alert_then_resolved(
     alerts = await events_for(kafka_bootstrap, "errorflow.alerts", service)
     assert [a.type for a in alerts] == ["alert.firing", "alert.resolved"]
     assert alerts[0].name == "high_error_rate"  # type: ignore[attr-defined]
+    poison = [s.decode(r.value) for r in await read_all(kafka_bootstrap, "errorflow.poison")]
+    ours = [p for p in poison if base64.b64decode(p.raw_base64) == garbage]  # type: ignore[attr-defined]
+    assert len(ours) == 1
+    assert ours[0].source_topic == "errorflow.call-events"  # type: ignore[attr-defined]
+    assert ours[0].reason.startswith("record is not valid JSON")  # type: ignore[attr-defined]
 
 
 async def test_threshold_change_by_kcat_applies_without_restart(
