@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup tools test unit lint format demo kafka-stop clean bench-sdk bench-sink
+.PHONY: setup tools test unit lint format demo kafka-stop clean bench-sdk bench-sink bench-worker
 
 setup: $(VENV)/.installed tools
 
@@ -48,6 +48,11 @@ bench-sink: setup
 	$(BIN)/errorflow kafka start
 	$(BIN)/errorflow topics create
 	$(BIN)/python -m benchmarks.sink_throughput --kafka 127.0.0.1:9092
+
+bench-worker: setup
+	$(BIN)/errorflow kafka start
+	$(BIN)/errorflow topics create
+	$(BIN)/python -m benchmarks.worker_throughput --kafka 127.0.0.1:9092
 
 kafka-stop:
 	$(BIN)/errorflow kafka stop

@@ -1,0 +1,42 @@
+"""A trivial Faust agent (counts records) for benchmarks/worker_throughput.py.
+
+Run as ``python -m benchmarks.faust_trivial <bootstrap> <total>``; prints records/s once
+``total`` records were seen, then exits.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+
+import faust
+
+
+def main() -> None:
+    bootstrap, total = sys.argv[1], int(sys.argv[2])
+    app = faust.App(f"bench-trivial-{uuid.uuid4().hex[:6]}", broker=f"kafka://{bootstrap}",
+                    value_serializer="raw", web_enabled=False, store="memory://",
+                    consumer_auto_offset_reset="earliest")
+    topic = app.topic("errorflow.task-events", "errorflow.call-events", value_type=bytes,
+                      value_serializer="raw", key_serializer="raw")
+    seen = {"n": 0, "t": 0.0}
+
+    @app.agent(topic)
+    async def count(stream):  # type: ignore[no-untyped-def]
+        async for _ in stream:
+            if seen["n"] == 0:
+                seen["t"] = time.perf_counter()
+            seen["n"] += 1
+            if seen["n"] >= total:
+                rate = (seen["n"] - 1) / (time.perf_counter() - seen["t"])
+                print(f"\nRATE {rate:.0f}", flush=True)
+                os._exit(0)
+
+    sys.argv = sys.argv[:1]  # the Worker reads the command line too
+    faust.Worker(app, loglevel="warning").execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
