@@ -38,6 +38,7 @@ format: $(VENV)/.installed
 demo: setup
 	$(BIN)/errorflow kafka start
 	$(BIN)/errorflow topics create
+	$(BIN)/errorflow demo
 
 bench-sdk: setup
 	$(BIN)/errorflow kafka start

@@ -16,11 +16,21 @@ import faust
 
 def main() -> None:
     bootstrap, total = sys.argv[1], int(sys.argv[2])
-    app = faust.App(f"bench-trivial-{uuid.uuid4().hex[:6]}", broker=f"kafka://{bootstrap}",
-                    value_serializer="raw", web_enabled=False, store="memory://",
-                    consumer_auto_offset_reset="earliest")
-    topic = app.topic("errorflow.task-events", "errorflow.call-events", value_type=bytes,
-                      value_serializer="raw", key_serializer="raw")
+    app = faust.App(
+        f"bench-trivial-{uuid.uuid4().hex[:6]}",
+        broker=f"kafka://{bootstrap}",
+        value_serializer="raw",
+        web_enabled=False,
+        store="memory://",
+        consumer_auto_offset_reset="earliest",
+    )
+    topic = app.topic(
+        "errorflow.task-events",
+        "errorflow.call-events",
+        value_type=bytes,
+        value_serializer="raw",
+        key_serializer="raw",
+    )
     seen = {"n": 0, "t": 0.0}
 
     @app.agent(topic)

@@ -31,20 +31,45 @@ async def produce(bootstrap: str, count: int) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
     await producer.start()
     source = s.Source.here(runner_id="bench")
-    error = s.ErrorInfo(category="transient", error_type="X", message="m", fingerprint="f",
-                        severity="medium", retryable=True, rule="r", service="comfyui")
+    error = s.ErrorInfo(
+        category="transient",
+        error_type="X",
+        message="m",
+        fingerprint="f",
+        severity="medium",
+        retryable=True,
+        rule="r",
+        service="comfyui",
+    )
     samples = [
-        s.TaskAttemptFailed(task_id="t", template_id="sd", operation_type="img", attempt=1,
-                            error=error, will_retry=True, source=source),
-        s.TaskSucceeded(task_id="t", template_id="sd", operation_type="img", attempt=2,
-                        duration_ms=5, source=source),
+        s.TaskAttemptFailed(
+            task_id="t",
+            template_id="sd",
+            operation_type="img",
+            attempt=1,
+            error=error,
+            will_retry=True,
+            source=source,
+        ),
+        s.TaskSucceeded(
+            task_id="t",
+            template_id="sd",
+            operation_type="img",
+            attempt=2,
+            duration_ms=5,
+            source=source,
+        ),
         s.CallCompleted(service="comfyui", outcome="success", duration_ms=3, source=source),
     ]
     try:
         for i in range(count):
             event = samples[i % 3]
-            await producer.send(s.topic_of(event).name, s.encode(event),
-                                key=s.key_of(event).encode(), headers=[("type", event.type.encode())])
+            await producer.send(
+                s.topic_of(event).name,
+                s.encode(event),
+                key=s.key_of(event).encode(),
+                headers=[("type", event.type.encode())],
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -64,8 +89,13 @@ async def total_records(bootstrap: str) -> int:
 
 
 async def raw_loop(bootstrap: str, total: int) -> float:
-    consumer = AIOKafkaConsumer(*TOPICS, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20)
+    consumer = AIOKafkaConsumer(
+        *TOPICS,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 << 20,
+    )
     await consumer.start()
     seen, started = 0, 0.0
     try:
@@ -82,9 +112,12 @@ async def raw_loop(bootstrap: str, total: int) -> float:
 
 
 async def worker(bootstrap: str, total: int) -> float:
-    settings = WorkerSettings(kafka_bootstrap_servers=bootstrap,
-                              app_id=f"bench-{uuid.uuid4().hex[:6]}", name="bench",
-                              start_from="earliest")
+    settings = WorkerSettings(
+        kafka_bootstrap_servers=bootstrap,
+        app_id=f"bench-{uuid.uuid4().hex[:6]}",
+        name="bench",
+        start_from="earliest",
+    )
     app = create_app(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(app.run(stop))
@@ -100,12 +133,19 @@ async def worker(bootstrap: str, total: int) -> float:
 
 
 def faust_trivial(bootstrap: str, total: int) -> float:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.faust_trivial", bootstrap, str(total)],
-                         capture_output=True, text=True, timeout=900, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.faust_trivial", bootstrap, str(total)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     # Faust routes print() through its logger: find "RATE <n>" anywhere in a line.
     rates = re.findall(r"RATE (\d+)", out.stdout + out.stderr)
     if not rates:
-        raise RuntimeError(f"the Faust agent printed no rate:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+        raise RuntimeError(
+            f"the Faust agent printed no rate:\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
+        )
     return float(rates[-1])
 
 
@@ -123,7 +163,9 @@ def main() -> None:
     print("|---|---:|")
     print(f"| raw aiokafka consume loop (floor of the machine) | {raw:,.0f} |")
     print(f"| trivial Faust agent | {trivial:,.0f} |")
-    print(f"| errorflow worker (decode, partials, windows, detection, exactly once) | {ours:,.0f} |")
+    print(
+        f"| errorflow worker (decode, partials, windows, detection, exactly once) | {ours:,.0f} |"
+    )
     print(f"| worker / trivial Faust agent | {ours / trivial:.2f} |")
     print(f"({total:,} records on the topics)")
 
