@@ -19,9 +19,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
-import schemas as s
+from benchmarks.traffic import produce_mix, records_on
 from schemas.topics import TOPICS
 from sinks import AsyncClickHouse, ClickHouseSettings, connect
 from sinks import queries as q
@@ -55,63 +53,10 @@ def engine_ceiling(client: object, rows: int) -> float:
     return rows / (time.perf_counter() - started)
 
 
-async def produce(bootstrap: str, count: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
-    await producer.start()
-    source = s.Source.here(runner_id="bench")
-    error = s.ErrorInfo(
-        category="transient",
-        error_type="builtins.ConnectionResetError",
-        message="reset",
-        fingerprint="f",
-        severity="medium",
-        retryable=True,
-        rule="builtin:network",
-    )
-    samples = [
-        s.TaskAttemptFailed(
-            task_id="t",
-            template_id="sd",
-            operation_type="img",
-            attempt=1,
-            error=error,
-            will_retry=True,
-            source=source,
-        ),
-        s.TaskSucceeded(
-            task_id="t",
-            template_id="sd",
-            operation_type="img",
-            attempt=2,
-            duration_ms=5,
-            source=source,
-        ),
-        s.CallCompleted(service="comfyui", outcome="success", duration_ms=3, source=source),
-    ]
-    encoded = [
-        (s.topic_of(e).name, s.key_of(e).encode(), s.encode(e), e.type.encode()) for e in samples
-    ]
-    try:
-        for i in range(count):
-            topic, key, value, type_ = encoded[i % len(encoded)]
-            await producer.send(topic, value, key=key, headers=[("type", type_)])
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 async def sink_rate(bootstrap: str, clickhouse: AsyncClickHouse) -> tuple[float, int]:
     """Records per second from Kafka into chDB for everything on the topics."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    meta = AIOKafkaProducer(bootstrap_servers=bootstrap)  # its partitions_for waits for metadata
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await meta.start()
-    await probe.start()
-    parts = [TopicPartition(t.name, p) for t in TOPICS for p in await meta.partitions_for(t.name)]
-    total = sum((await probe.end_offsets(parts)).values())
-    await probe.stop()
-    await meta.stop()
+    total = await records_on(bootstrap, [t.name for t in TOPICS])
     sink = ClickHouseSink(
         bootstrap_servers=bootstrap,
         clickhouse=clickhouse,
@@ -164,7 +109,7 @@ def main() -> None:
     client = connect(ClickHouseSettings(errorflow_data_dir=directory))
     clickhouse = AsyncClickHouse(client)
 
-    asyncio.run(produce(args.kafka, args.events))
+    asyncio.run(produce_mix(args.kafka, args.events))
     rate, total = asyncio.run(sink_rate(args.kafka, clickhouse))
     ceiling = engine_ceiling(client, 1_000_000)
     history(client, args.history)

@@ -17,75 +17,14 @@ import sys
 import time
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-import schemas as s
+from benchmarks.traffic import produce_mix, records_on
 from schemas.topics import CALL_EVENTS, TASK_EVENTS
 from streams.app import create_app
 from streams.settings import WorkerSettings
 
 TOPICS = [TASK_EVENTS.name, CALL_EVENTS.name]
-
-
-async def produce(bootstrap: str, count: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
-    await producer.start()
-    source = s.Source.here(runner_id="bench")
-    error = s.ErrorInfo(
-        category="transient",
-        error_type="X",
-        message="m",
-        fingerprint="f",
-        severity="medium",
-        retryable=True,
-        rule="r",
-        service="comfyui",
-    )
-    samples = [
-        s.TaskAttemptFailed(
-            task_id="t",
-            template_id="sd",
-            operation_type="img",
-            attempt=1,
-            error=error,
-            will_retry=True,
-            source=source,
-        ),
-        s.TaskSucceeded(
-            task_id="t",
-            template_id="sd",
-            operation_type="img",
-            attempt=2,
-            duration_ms=5,
-            source=source,
-        ),
-        s.CallCompleted(service="comfyui", outcome="success", duration_ms=3, source=source),
-    ]
-    try:
-        for i in range(count):
-            event = samples[i % 3]
-            await producer.send(
-                s.topic_of(event).name,
-                s.encode(event),
-                key=s.key_of(event).encode(),
-                headers=[("type", event.type.encode())],
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def total_records(bootstrap: str) -> int:
-    meta = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await meta.start()
-    await consumer.start()
-    try:
-        parts = [TopicPartition(t, p) for t in TOPICS for p in await meta.partitions_for(t)]
-        return sum((await consumer.end_offsets(parts)).values())
-    finally:
-        await consumer.stop()
-        await meta.stop()
 
 
 async def raw_loop(bootstrap: str, total: int) -> float:
@@ -154,8 +93,8 @@ def main() -> None:
     parser.add_argument("--kafka", default="127.0.0.1:9092")
     parser.add_argument("--events", type=int, default=200_000)
     args = parser.parse_args()
-    asyncio.run(produce(args.kafka, args.events))
-    total = asyncio.run(total_records(args.kafka))
+    asyncio.run(produce_mix(args.kafka, args.events))
+    total = asyncio.run(records_on(args.kafka, TOPICS))
     raw = asyncio.run(raw_loop(args.kafka, total))
     trivial = faust_trivial(args.kafka, total)
     ours = asyncio.run(worker(args.kafka, total))
