@@ -15,8 +15,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas import DecodeError, PoisonRecorded, Source, decode, encode, key_of
+from schemas import DecodeError, PoisonRecorded, Source, encode, key_of
 from schemas.topics import CALL_EVENTS, POISON, TASK_EVENTS
+from streams.fastpath import read_facts
 from streams.partials import aggregate, encode_mark, encode_partial
 from streams.settings import WorkerSettings
 
@@ -73,12 +74,13 @@ class IngestStage:
             for record in records:
                 self.consumed += 1
                 try:
-                    event = decode(record.value)
+                    facts = read_facts(record.value)
                 except DecodeError as exc:
                     poison.append(self._poison(tp, record.offset, record.value, exc.reason))
                     continue
-                events.append(event)
-                newest = max(newest, int(event.occurred_at.timestamp() * 1000))
+                if facts is not None:
+                    events.append(facts)
+                    newest = max(newest, facts.ts_ms)
             offsets[tp] = records[-1].offset + 1
             if newest:
                 marks[f"{tp.topic}:{tp.partition}"] = newest

@@ -13,17 +13,19 @@ import json
 from collections.abc import Iterable
 
 from schemas import Envelope
-from streams.analytics import contributions
+from streams.analytics import Facts, contributions
 from streams.windows import WindowCounts
 
 __all__ = ["aggregate", "decode_partial", "encode_mark", "encode_partial"]
 
 
-def aggregate(events: Iterable[Envelope], step_ms: int) -> dict[tuple[str, int], WindowCounts]:
+def aggregate(
+    events: Iterable[Envelope | Facts], step_ms: int
+) -> dict[tuple[str, int], WindowCounts]:
     """Counts per (key, bucket start) over a batch of events."""
     out: dict[tuple[str, int], WindowCounts] = {}
     for event in events:
-        ts = int(event.occurred_at.timestamp() * 1000)
+        ts = event.ts_ms if isinstance(event, Facts) else int(event.occurred_at.timestamp() * 1000)
         bucket = ts - ts % step_ms
         for key, counts in contributions(event):
             current = out.get((key, bucket))

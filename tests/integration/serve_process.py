@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.process import ROOT, ChildProcess
 
 
 def free_port() -> int:
@@ -22,13 +19,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ServeProcess:
+class ServeProcess(ChildProcess):
     def __init__(self, bootstrap: str, data_dir: Path, *, group_id: str) -> None:
         self.bootstrap = bootstrap
         self.data_dir = data_dir
         self.group_id = group_id
         self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -43,14 +39,7 @@ class ServeProcess:
             "PYTHONPATH": str(ROOT),
         }
         env.pop("CLICKHOUSE_URL", None)
-        log = (self.data_dir / "serve.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--port", str(self.port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        self.spawn(["serve", "--port", str(self.port)], env, self.data_dir / "serve.log")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -61,19 +50,6 @@ class ServeProcess:
             except OSError:
                 time.sleep(0.3)
         raise TimeoutError("serve did not answer")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=30) as response:  # noqa: S310

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
 import schemas as s
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.process import ROOT, ChildProcess
 
 FAST = {  # 1-second windows so a test sees many of them
     "ERRORFLOW_WORKER_TUMBLING_S": "1",
@@ -29,7 +25,7 @@ FAST = {  # 1-second windows so a test sees many of them
 }
 
 
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     def __init__(self, bootstrap: str, app_id: str, name: str, log_dir: Path) -> None:
         self.env = {
             **os.environ,
@@ -40,30 +36,10 @@ class WorkerProcess:
             "PYTHONPATH": str(ROOT),
         }
         self.log = log_dir / f"worker-{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "worker"],
-            env=self.env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        self.spawn(["worker"], self.env, self.log)
         return self
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 async def read_all(bootstrap: str, topic: str, *, timeout_ms: int = 1500) -> list[Any]:

@@ -1,0 +1,41 @@
+"""The worker's JSON fast path reads exactly what the codec would, or defers to it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import schemas as s
+from streams.analytics import facts_of
+from streams.fastpath import read_facts
+from tests.samples import every_type
+
+
+@pytest.mark.parametrize("event", every_type(), ids=lambda e: e.type)
+def test_fast_path_agrees_with_the_codec(event: s.Envelope) -> None:
+    """For every record type, the facts equal those of the decoded model."""
+    assert read_facts(s.encode(event)) == facts_of(event)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda d: d.pop("attempt"), "attempt: Field required"),
+        (lambda d: d.update(schema_version=3), "newer than this reader"),
+        (lambda d: d["error"].update(category="sometimes"), "error.category"),
+    ],
+    ids=["missing-attempt", "future-version", "bad-category"],
+)
+def test_unusual_records_get_the_codecs_verdict(mutate, reason: str) -> None:  # type: ignore[no-untyped-def]
+    """Anything the fast path is unsure of is decided, and explained, by the codec."""
+    data = json.loads(s.encode(every_type()[2]))
+    mutate(data)
+    with pytest.raises(s.DecodeError, match=reason):
+        read_facts(json.dumps(data).encode())
+
+
+def test_garbage_is_poison() -> None:
+    """Bytes that are not JSON raise DecodeError."""
+    with pytest.raises(s.DecodeError, match="not valid JSON"):
+        read_facts(b"\x00garbage")
