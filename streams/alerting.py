@@ -23,6 +23,7 @@ class AlertChange:
     value: float
     threshold: float
     at_ms: int
+    recommendation: str = ""
 
 
 @dataclass(slots=True)
@@ -50,13 +51,16 @@ class AlertBook:
         value: float,
         threshold: float,
         now_ms: int,
+        recommendation: str = "",
     ) -> AlertChange | None:
         key = alert_id(name, labels)
         current = self.firing.get(key)
         if violating:
             if current is None:
                 self.firing[key] = _Alert(name, labels, now_ms, value, threshold)
-                return AlertChange("firing", key, name, labels, value, threshold, now_ms)
+                return AlertChange(
+                    "firing", key, name, labels, value, threshold, now_ms, recommendation
+                )
             current.last_violation_ms, current.value = now_ms, value
             return None
         if current is not None and now_ms - current.last_violation_ms >= self.hold_down_ms:

@@ -12,7 +12,7 @@ windows close even when traffic stops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas import CallCompleted, Envelope, SetAlertThresholds, TaskEvent
@@ -78,6 +78,24 @@ class WindowResult:
     key: str
     window: Window
     counts: WindowCounts
+
+
+_ADVICE = {
+    "resource": "resource errors dominate on {key}: add GPU capacity or lower concurrency",
+    "transient": "mostly transient errors on {key}: check the service's health",
+    "validation": "mostly validation errors on {key}: check what clients send",
+    "permanent": "mostly permanent errors on {key}: check permissions and model files",
+}
+
+
+def recommend_for_rate(key: str, counts: WindowCounts, breaker_open: bool) -> str:
+    """What to do about a high error rate, from the window's own numbers."""
+    if breaker_open:
+        return f"the breaker for {key} is open already: check the service, then reset it"
+    if not counts.by_category:
+        return f"failures on {key} without a classified error: check the service"
+    category = max(counts.by_category, key=lambda c: counts.by_category[c])
+    return _ADVICE.get(category, "check {key}").format(key=key)
 
 
 def _split(key: str) -> dict[str, str]:
@@ -269,7 +287,7 @@ class ErrorAnalytics:
         cfg, th = self.config, self.thresholds
         labels = _split(key)
         dimension, value = next(iter(labels.items()))
-        changes = []
+        changes: list[AlertChange | None] = []
         if dimension in ("service", "template_id"):
             enough = counts.attempts >= cfg.min_rate_attempts
             alert_labels = dict(labels)
@@ -282,17 +300,10 @@ class ErrorAnalytics:
                 value=counts.error_rate,
                 threshold=th.error_rate,
                 now_ms=now_ms,
+                recommendation=recommend_for_rate(key, counts, "inhibited_by" in alert_labels),
             )
             if change is not None and "inhibited_by" in alert_labels:
-                change = AlertChange(
-                    change.state,
-                    change.alert_id,
-                    change.name,
-                    alert_labels,
-                    change.value,
-                    change.threshold,
-                    change.at_ms,
-                )
+                change = replace(change, labels=alert_labels)
             changes.append(change)
             if counts.recovery_attempts >= cfg.min_recovery_attempts:
                 rate = counts.recovery_failures / counts.recovery_attempts
@@ -304,6 +315,11 @@ class ErrorAnalytics:
                         value=rate,
                         threshold=th.recovery_failure_rate,
                         now_ms=now_ms,
+                        recommendation=(
+                            f"retries on {key} fail {rate:.0%} of the time: lower "
+                            "max_attempts for it or fix the cause; retrying costs "
+                            "capacity without rescuing tasks"
+                        ),
                     )
                 )
         elif dimension == "fingerprint":
@@ -315,6 +331,11 @@ class ErrorAnalytics:
                     value=counts.errors,
                     threshold=th.specific_error_count,
                     now_ms=now_ms,
+                    recommendation=(
+                        f"fingerprint {value} occurred {counts.errors} times in one "
+                        "window: look at its task history; if retries never rescue "
+                        "it, classify it as permanent"
+                    ),
                 )
             )
         return [c for c in changes if c is not None]

@@ -63,6 +63,8 @@ def alert_event(change: AlertChange, source: Source) -> Envelope:
         value=change.value,
         threshold=change.threshold,
         summary=summary,
+        # An optional field (readers keep unknown fields): what to do about it.
+        **({"recommendation": change.recommendation} if change.recommendation else {}),
     )
 
 

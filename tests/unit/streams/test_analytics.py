@@ -73,6 +73,9 @@ def test_burst_after_calm_gives_one_spike_one_firing_then_resolved() -> None:
         ("resolved", "high_error_rate"),
     ]
     assert changes[1].at_ms - changes[0].at_ms >= 3_000
+    assert changes[0].recommendation == (
+        "mostly transient errors on service=comfyui: check the service's health"
+    )
 
 
 def test_cold_start_never_fires_a_spike() -> None:
@@ -99,6 +102,12 @@ def test_open_breaker_is_carried_as_inhibited_by() -> None:
     analytics.set_breaker("comfyui", "open")
     _, changes = _run(analytics, [10])
     assert changes[0].labels == {"service": "comfyui", "inhibited_by": "breaker:comfyui"}
+    assert "breaker for service=comfyui is open" in changes[0].recommendation
+    from streams.emit import alert_event
+
+    event = alert_event(changes[0], s.Source.here(runner_id="t"))
+    assert event.severity == "low"
+    assert s.decode(s.encode(event)).model_extra == {"recommendation": changes[0].recommendation}
 
 
 def test_alert_hysteresis_does_not_flap() -> None:
