@@ -27,12 +27,24 @@ async def _run() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)  # `kill -USR1 <pid>`: where is it?
     print(
         f"errorflow worker {app.settings.name}: analytics from "
         f"{app.settings.kafka_bootstrap_servers}",
         flush=True,
     )
     await app.run(stop)
+
+
+def _dump_tasks() -> None:
+    import io
+    import sys
+
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(file=out)
+    sys.stderr.write(out.getvalue())
+    sys.stderr.flush()
 
 
 def _worker(args: argparse.Namespace, settings: DeploySettings) -> int:

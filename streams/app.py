@@ -9,6 +9,7 @@ distinct ``ERRORFLOW_WORKER_NAME`` to share the partitions.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -21,6 +22,8 @@ from streams.settings import WorkerSettings
 
 __all__ = ["WorkerApp", "create_app"]
 
+log = logging.getLogger("errorflow.worker")
+
 
 @dataclass
 class WorkerApp:
@@ -30,7 +33,22 @@ class WorkerApp:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_topics()
-        await asyncio.gather(self.ingest.run(stop), self.detection.run(stop))
+        report = asyncio.create_task(self._report(stop))
+        try:
+            await asyncio.gather(self.ingest.run(stop), self.detection.run(stop))
+        finally:
+            report.cancel()
+
+    async def _report(self, stop: asyncio.Event, every_s: float = 10.0) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(every_s)
+            log.info(
+                "errorflow.worker.progress consumed=%d poisoned=%d engines=%d %s",
+                self.ingest.consumed,
+                self.ingest.poisoned,
+                len(self.detection.engines),
+                self.detection.counters,
+            )
 
     async def ensure_topics(self) -> None:
         settings = self.settings

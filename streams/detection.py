@@ -52,6 +52,13 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.stage.restore([tp.partition for tp in assigned])
+        # Start exactly at the committed offset, the one the restored snapshot matches.
+        # (Without this explicit seek a restarted worker was seen never fetching the
+        # partials written after its predecessor's last commit.)
+        for tp in assigned:
+            committed = await self.stage._consumer.committed(tp)
+            if committed is not None:
+                self.stage._consumer.seek(tp, committed)
 
 
 class DetectionStage:
@@ -101,6 +108,11 @@ class DetectionStage:
             next_tick = time.monotonic()
             while not stop.is_set():
                 batch = await self._consumer.getmany(timeout_ms=100, max_records=5000)
+                if batch:
+                    log.debug(
+                        "errorflow.worker.detection.batch %s",
+                        {tp.partition: len(r) for tp, r in batch.items()},
+                    )
                 for tp, records in batch.items():
                     engine = self.engines.get(tp.partition)
                     if engine is None:

@@ -13,7 +13,7 @@ import base64
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from schemas import DecodeError, PoisonRecorded, Source, encode, key_of
 from schemas.topics import CALL_EVENTS, POISON, TASK_EVENTS
@@ -26,6 +26,25 @@ __all__ = ["IngestStage"]
 log = logging.getLogger("errorflow.worker.ingest")
 
 
+class _PinStart(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits the starting position of partitions the group has never committed, so a
+    restart resumes where the first run began — not at a later "latest"."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        fresh = {}
+        for tp in assigned:
+            if await self.consumer.committed(tp) is None:
+                fresh[tp] = await self.consumer.position(tp)
+        if fresh:
+            await self.consumer.commit(fresh)
+
+
 class IngestStage:
     def __init__(self, settings: WorkerSettings, source: Source) -> None:
         self.settings = settings
@@ -34,8 +53,6 @@ class IngestStage:
         self.consumed = 0
         self.poisoned = 0
         self._consumer = AIOKafkaConsumer(
-            TASK_EVENTS.name,
-            CALL_EVENTS.name,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=self.group,
             enable_auto_commit=False,
@@ -55,6 +72,9 @@ class IngestStage:
     async def run(self, stop: asyncio.Event) -> None:
         await self._producer.start()
         await self._consumer.start()
+        self._consumer.subscribe(
+            [TASK_EVENTS.name, CALL_EVENTS.name], listener=_PinStart(self._consumer)
+        )
         try:
             while not stop.is_set():
                 batch = await self._consumer.getmany(
