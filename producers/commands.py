@@ -118,6 +118,10 @@ class CommandListener:
             return  # a compaction tombstone
         event = self._decode(raw)
         if isinstance(event, BreakerStateChanged):
+            age = (datetime.now(UTC) - event.occurred_at).total_seconds()
+            if age > self.handler.config.cluster_state_max_age_s:
+                self.counters["stale"] += 1
+                return
             self.counters["breaker_updates"] += 1
             self.handler.circuit_breakers.get(event.service).apply_cluster_state(
                 event.state, reason=event.reason

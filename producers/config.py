@@ -47,6 +47,9 @@ class SDKConfig(BaseSettings):
     send_timeout_s: float = Field(5.0, gt=0)
 
     consume_commands: bool = True
+    # A fleet breaker state older than this is ignored: the compacted topic keeps the
+    # last state of every service forever, and a stale OPEN must not stop a fleet.
+    cluster_state_max_age_s: float = Field(600.0, gt=0)
     command_group: str = "errorflow-runners"
     heartbeat_interval_s: float | None = Field(None, gt=0)
 

@@ -103,6 +103,8 @@ class ClickHouseSink:
             group_id=self.settings.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # The stream worker writes in transactions: never store what it aborted.
+            isolation_level="read_committed",
             max_partition_fetch_bytes=8 << 20,
             fetch_max_bytes=64 << 20,
         )

@@ -192,7 +192,9 @@ class ErrorAnalytics:
             changes += self._evaluate_alerts(key, counts, window.end_ms)
         for key, window, counts in self.hopping.close():
             results.append(WindowResult(self.config.hopping.name, key, window, counts))
-        changes += self.alerts.expire(now_ms)
+        # Hold-down in event time, like the violations it is compared with (mixing in
+        # the wall clock resolved alerts while windows were still on their way).
+        changes += self.alerts.expire(self.tumbling.watermark_ms - self.config.tumbling.grace_ms)
         return results, anomalies, changes
 
     def _detect(self, key: str, window: Window, counts: WindowCounts) -> list[Anomaly]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,3 +76,32 @@ async def test_analysis_says_clearly_when_no_pipeline_is_configured() -> None:
     handler = create_test_handler()
     with pytest.raises(AnalysisUnavailable, match="ERRORFLOW_API_URL"):
         await handler.get_error_analysis()
+
+
+def test_stale_fleet_breaker_states_are_ignored(tmp_path: Path) -> None:
+    """An OPEN from the compacted topic older than the max age does not stop calls; a
+    fresh one does."""
+    from producers.commands import CommandListener
+
+    handler = create_test_handler(data_dir=tmp_path, cluster_state_max_age_s=60)
+    listener = CommandListener(handler)
+
+    def state(age_s: float) -> bytes:
+        at = s.utc_now() - timedelta(seconds=age_s)
+        return s.encode(
+            s.BreakerStateChanged(
+                service="comfyui",
+                state="open",
+                since=at,
+                reason="fleet",
+                failure_count=5,
+                calls=5,
+                occurred_at=at,
+            )
+        )
+
+    listener._apply_breaker_state(state(3600))
+    assert handler.circuit_breakers.get("comfyui").state == "closed"
+    assert listener.counters["stale"] == 1
+    listener._apply_breaker_state(state(1))
+    assert handler.circuit_breakers.get("comfyui").state == "open"
