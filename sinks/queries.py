@@ -194,6 +194,24 @@ def latest_breaker_states(client: Client, *, database: str = "errorflow") -> lis
     return _rows(client, sql, {})
 
 
+_RECOVERY_COUNTS = (
+    ("retries_issued", "commands", "type = 'recovery.retry'"),
+    ("succeeded_after_retry", "events", "type = 'task.succeeded' AND attempt > 1"),
+    ("local_retries", "events", "type = 'task.attempt_failed'"),
+    ("queued", "commands", "type = 'recovery.queued'"),
+    (
+        "released",
+        "commands",
+        "type = 'recovery.retry' AND task_id IN (SELECT task_id FROM "
+        "{db}.commands WHERE _error = '' AND type = 'recovery.queued')",
+    ),
+    ("dead_lettered", "commands", "type = 'recovery.dead_lettered'"),
+    ("failed_fast", "commands", "type = 'recovery.fail_fast'"),
+    ("compensations_done", "events", "type = 'compensation.completed'"),
+    ("compensations_failed", "events", "type = 'compensation.failed'"),
+)
+
+
 def recovery_stats(
     client: Client,
     *,
@@ -203,39 +221,14 @@ def recovery_stats(
 ) -> dict[str, Any]:
     """Retried, succeeded after retry, queued, released, dead-lettered, failed fast,
     compensations done and failed."""
-    sql = f"""
-        SELECT
-          (SELECT count() FROM {database}.commands WHERE _error = '' AND type = 'recovery.retry'
-             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
-             AS retries_issued,
-          (SELECT count() FROM {database}.events WHERE _error = '' AND type = 'task.succeeded'
-             AND attempt > 1 AND occurred_at >= {{since:DateTime64(3)}}
-             AND occurred_at < {{until:DateTime64(3)}}) AS succeeded_after_retry,
-          (SELECT count() FROM {database}.events WHERE _error = '' AND type = 'task.attempt_failed'
-             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
-             AS local_retries,
-          (SELECT count() FROM {database}.commands WHERE _error = '' AND type = 'recovery.queued'
-             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
-             AS queued,
-          (SELECT count() FROM {database}.commands WHERE _error = '' AND type = 'recovery.retry'
-             AND task_id IN (SELECT task_id FROM {database}.commands
-                             WHERE _error = '' AND type = 'recovery.queued')
-             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
-             AS released,
-          (SELECT count() FROM {database}.commands WHERE _error = ''
-             AND type = 'recovery.dead_lettered' AND occurred_at >= {{since:DateTime64(3)}}
-             AND occurred_at < {{until:DateTime64(3)}}) AS dead_lettered,
-          (SELECT count() FROM {database}.commands WHERE _error = '' AND type = 'recovery.fail_fast'
-             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
-             AS failed_fast,
-          (SELECT count() FROM {database}.events WHERE _error = ''
-             AND type = 'compensation.completed' AND occurred_at >= {{since:DateTime64(3)}}
-             AND occurred_at < {{until:DateTime64(3)}}) AS compensations_done,
-          (SELECT count() FROM {database}.events WHERE _error = '' AND type = 'compensation.failed'
-             AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}})
-             AS compensations_failed
-    """  # noqa: S608
-    rows = _rows(client, sql, _window(since, until, timedelta(hours=24)))
+    # Tables and conditions are the constants above; only the window is bound.
+    counts = ",\n".join(
+        f"(SELECT count() FROM {database}.{table} WHERE _error = '' "  # noqa: S608
+        f"AND {condition.format(db=database)} AND occurred_at >= {{since:DateTime64(3)}} "
+        f"AND occurred_at < {{until:DateTime64(3)}}) AS {name}"
+        for name, table, condition in _RECOVERY_COUNTS
+    )
+    rows = _rows(client, f"SELECT {counts}", _window(since, until, timedelta(hours=24)))
     return rows[0]
 
 
