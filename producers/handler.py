@@ -29,6 +29,7 @@ from producers.invoke import call_user_function, takes_argument
 from producers.publisher import KafkaPublisher, Publisher, PublisherConfig
 from producers.registry import RunnerRegistry
 from producers.reporting import annotate, error_info, resource_need
+from producers.retrying import RetryPolicy, plan_retry
 from producers.scope import TaskScope, current_scope
 from producers.tracing import current_trace, tracing_available
 from schemas import (
@@ -235,27 +236,14 @@ class ErrorHandler(RunnerRegistry):
         limit: int,
         deadline: float | None,
     ) -> tuple[float | None, str]:
-        """(delay, "") to retry locally, or (None, why not)."""
-        if not verdict.retryable:
-            return None, f"{verdict.category} errors are not retried locally"
-        if attempt >= limit:
-            return None, f"attempt {attempt} of {limit}"
-        if isinstance(exc, CircuitOpenError):
-            return None, f"breaker for {exc.service} is open; the fleet decides when to retry"
-        service = getattr(exc, "service", None)
-        breakers = self.circuit_breakers
-        if (
-            isinstance(service, str)
-            and service in breakers
-            and breakers.get(service).state == "open"
-        ):
-            return None, f"breaker for {service} is open"
-        delay = self.backoff.delay(attempt, retry_after=verdict.retry_after)
-        if deadline is not None and self.clock.monotonic() + delay > deadline:
-            return None, "the task deadline leaves no time for another attempt"
-        if not self.retry_budget.try_spend():
-            return None, "retry budget spent"
-        return delay, ""
+        return plan_retry(
+            RetryPolicy(self.backoff, self.retry_budget, self.circuit_breakers, self.clock),
+            exc,
+            verdict,
+            attempt=attempt,
+            limit=limit,
+            deadline=deadline,
+        )
 
     def record_operation(self, operation_kind: str, data: dict[str, Any]) -> str:
         """Record a compensable operation of the current task; returns its id."""

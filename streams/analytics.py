@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from schemas import CallCompleted, Envelope, SetAlertThresholds, TaskEvent
+from schemas import Envelope, SetAlertThresholds
 from streams.alerting import AlertBook, AlertChange
+from streams.facts import contributions
 from streams.stats import Baseline
 from streams.windows import Window, WindowCounts, WindowSpec, WindowStore
 
@@ -24,15 +25,9 @@ __all__ = [
     "AnalyticsConfig",
     "Anomaly",
     "ErrorAnalytics",
-    "Facts",
     "Thresholds",
     "WindowResult",
-    "contributions",
-    "facts_of",
 ]
-
-_ATTEMPT_ENDS = {"task.succeeded", "task.attempt_failed", "task.failed"}
-_FAILED = {"task.attempt_failed", "task.failed"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,81 +394,3 @@ class ErrorAnalytics:
         self.open_breakers = set(data.get("open_breakers", []))
         self.observed = int(data.get("observed", 0))
         self.source_marks = {k: [int(ts), -1] for k, ts in data.get("source_marks", {}).items()}
-
-
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What the analytics need of one event (from a model or straight from JSON)."""
-
-    type: str
-    ts_ms: int
-    template_id: str = ""
-    attempt: int = 1
-    service: str = ""
-    outcome: str = ""
-    category: str = ""
-    fingerprint: str = ""
-    severity: str = ""
-    error_service: str = ""
-
-
-def facts_of(event: Envelope) -> Facts | None:
-    ts = int(event.occurred_at.timestamp() * 1000)
-    if isinstance(event, CallCompleted):
-        error = event.error
-        return Facts(
-            "call.completed",
-            ts,
-            service=event.service,
-            outcome=event.outcome,
-            category=error.category if error else "",
-        )
-    if not isinstance(event, TaskEvent) or event.type not in _ATTEMPT_ENDS:
-        return None
-    error = getattr(event, "error", None)
-    return Facts(
-        event.type,
-        ts,
-        event.template_id,
-        event.attempt,
-        category=error.category if error else "",
-        fingerprint=error.fingerprint if error else "",
-        severity=error.severity if error else "",
-        error_service=(error.service or "") if error else "",
-    )
-
-
-def contributions(event: Envelope | Facts | None) -> list[tuple[str, WindowCounts]]:
-    """The (key, counts) an event adds: attempts and errors per service and template,
-    errors per category and fingerprint."""
-    facts = event if isinstance(event, Facts) or event is None else facts_of(event)
-    if facts is None:
-        return []
-    if facts.type == "call.completed":
-        failed = facts.outcome in ("failure", "timeout")
-        counts = WindowCounts(attempts=1, errors=int(failed))
-        if failed and facts.category:
-            counts.by_category = {facts.category: 1}
-        return [(f"service={facts.service}", counts)]
-    failed = facts.type in _FAILED
-    final = facts.type in ("task.failed", "task.succeeded")
-    recovery = final and facts.attempt > 1
-    has_error = failed and bool(facts.category)
-    counts = WindowCounts(
-        attempts=1,
-        errors=int(failed),
-        critical=int(has_error and facts.severity == "critical"),
-        recovery_attempts=int(recovery),
-        recovery_failures=int(recovery and facts.type == "task.failed"),
-        by_category={facts.category: 1} if has_error else {},
-    )
-    out = [(f"template_id={facts.template_id}", counts)]
-    if has_error:
-        only_error = WindowCounts(
-            attempts=1, errors=1, critical=counts.critical, by_category=dict(counts.by_category)
-        )
-        out.append((f"category={facts.category}", only_error))
-        out.append((f"fingerprint={facts.fingerprint}", only_error))
-        if facts.error_service:
-            out.append((f"service={facts.error_service}", counts))
-    return out

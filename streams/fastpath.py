@@ -12,11 +12,11 @@ import json
 from datetime import datetime
 
 from schemas import DecodeError, decode
-from streams.analytics import _ATTEMPT_ENDS, Facts, facts_of
+from streams.facts import ATTEMPT_ENDS, Facts, facts_of
 
 __all__ = ["read_facts"]
 
-_TYPES = {*_ATTEMPT_ENDS, "call.completed"}
+_TYPES = {*ATTEMPT_ENDS, "call.completed"}
 _CATEGORIES = {"transient", "resource", "validation", "permanent"}
 _OUTCOMES = {"success", "failure", "timeout", "rejected", "fallback"}
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 
 from schemas import Envelope
-from streams.analytics import Facts, contributions
+from streams.facts import Facts, contributions
 from streams.windows import WindowCounts
 
 __all__ = ["aggregate", "decode_partial", "encode_mark", "encode_partial"]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import schemas as s
-from streams.analytics import facts_of
+from streams.facts import facts_of
 from streams.fastpath import read_facts
 from tests.samples import every_type
 

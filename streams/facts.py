@@ -1,0 +1,93 @@
+"""What one event contributes to the analytics: its facts and its (key, counts) (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas import CallCompleted, Envelope, TaskEvent
+from streams.windows import WindowCounts
+
+__all__ = ["ATTEMPT_ENDS", "Facts", "contributions", "facts_of"]
+
+# Each task attempt ends with exactly one of these; each external call with one
+# call.completed.
+ATTEMPT_ENDS = {"task.succeeded", "task.attempt_failed", "task.failed"}
+_FAILED = {"task.attempt_failed", "task.failed"}
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the analytics need of one event (from a model or straight from JSON)."""
+
+    type: str
+    ts_ms: int
+    template_id: str = ""
+    attempt: int = 1
+    service: str = ""
+    outcome: str = ""
+    category: str = ""
+    fingerprint: str = ""
+    severity: str = ""
+    error_service: str = ""
+
+
+def facts_of(event: Envelope) -> Facts | None:
+    ts = int(event.occurred_at.timestamp() * 1000)
+    if isinstance(event, CallCompleted):
+        error = event.error
+        return Facts(
+            "call.completed",
+            ts,
+            service=event.service,
+            outcome=event.outcome,
+            category=error.category if error else "",
+        )
+    if not isinstance(event, TaskEvent) or event.type not in ATTEMPT_ENDS:
+        return None
+    error = getattr(event, "error", None)
+    return Facts(
+        event.type,
+        ts,
+        event.template_id,
+        event.attempt,
+        category=error.category if error else "",
+        fingerprint=error.fingerprint if error else "",
+        severity=error.severity if error else "",
+        error_service=(error.service or "") if error else "",
+    )
+
+
+def contributions(event: Envelope | Facts | None) -> list[tuple[str, WindowCounts]]:
+    """The (key, counts) an event adds: attempts and errors per service and template,
+    errors per category and fingerprint."""
+    facts = event if isinstance(event, Facts) or event is None else facts_of(event)
+    if facts is None:
+        return []
+    if facts.type == "call.completed":
+        failed = facts.outcome in ("failure", "timeout")
+        counts = WindowCounts(attempts=1, errors=int(failed))
+        if failed and facts.category:
+            counts.by_category = {facts.category: 1}
+        return [(f"service={facts.service}", counts)]
+    failed = facts.type in _FAILED
+    final = facts.type in ("task.failed", "task.succeeded")
+    recovery = final and facts.attempt > 1
+    has_error = failed and bool(facts.category)
+    counts = WindowCounts(
+        attempts=1,
+        errors=int(failed),
+        critical=int(has_error and facts.severity == "critical"),
+        recovery_attempts=int(recovery),
+        recovery_failures=int(recovery and facts.type == "task.failed"),
+        by_category={facts.category: 1} if has_error else {},
+    )
+    out = [(f"template_id={facts.template_id}", counts)]
+    if has_error:
+        only_error = WindowCounts(
+            attempts=1, errors=1, critical=counts.critical, by_category=dict(counts.by_category)
+        )
+        out.append((f"category={facts.category}", only_error))
+        out.append((f"fingerprint={facts.fingerprint}", only_error))
+        if facts.error_service:
+            out.append((f"service={facts.error_service}", counts))
+    return out
