@@ -57,9 +57,14 @@ class CircuitBreaker:
     _cluster: _ClusterView | None = None
     reason: str = ""
     transitions: int = 0
+
     # True while both the local and the cluster state are closed: the success path
     # then costs two attribute reads (benchmarks/sdk_overhead.py).
     _fast_closed: bool = True
+    _fast_success: bool = True
+
+    def __post_init__(self) -> None:
+        self._refresh_fast_path()
 
     @property
     def local_state(self) -> State:
@@ -203,6 +208,8 @@ class CircuitBreaker:
     def _refresh_fast_path(self) -> None:
         cluster_closed = self._cluster is None or self._cluster.state == "closed"
         self._fast_closed = self._state == "closed" and cluster_closed
+        # A success then only resets the consecutive-failure count.
+        self._fast_success = self._fast_closed and self.config.failure_rate_threshold is None
 
 
 class CircuitBreakerRegistry:

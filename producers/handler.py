@@ -304,7 +304,7 @@ class ErrorHandler(RunnerRegistry):
                 result = await asyncio.wait_for(call_user_function(func, *args, **kwargs), timeout)
         except Exception as exc:
             return await self._call_failed(exc, service, breaker, fallback, started)
-        if breaker._fast_closed and breaker.config.failure_rate_threshold is None:
+        if breaker._fast_success:
             breaker._consecutive_failures = 0
         else:
             breaker.record_success()

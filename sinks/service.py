@@ -72,6 +72,15 @@ class _Resume:
     def keeps(self, offset: int) -> bool:
         return offset >= self.floor or (offset >= self.below and offset not in self.stored)
 
+    def taken(self, offset: int) -> None:
+        """Everything up to ``offset`` is now stored or buffered: a client that later
+        repositions the partition (it was seen re-applying auto_offset_reset after our
+        seek) cannot make the sink store a record twice."""
+        self.below = max(self.below, offset + 1)
+        if self.below >= self.floor:
+            self.floor = self.below
+            self.stored.clear()
+
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, sink: ClickHouseSink) -> None:
@@ -141,13 +150,11 @@ class ClickHouseSink:
             return
         self.stats.consumed += len(records)
         resume = self._resume.get(tp)
-        if resume is not None:
-            kept = [r for r in records if resume.keeps(r.offset)]
-            self.stats.skipped_already_stored += len(records) - len(kept)
-            if records[-1].offset >= resume.floor:
-                del self._resume[tp]
-        else:
-            kept = records
+        if resume is None:
+            resume = self._resume[tp] = _Resume(below=0, floor=0)
+        kept = [r for r in records if resume.keeps(r.offset)]
+        self.stats.skipped_already_stored += len(records) - len(kept)
+        resume.taken(records[-1].offset)
         self._buffered += self.processor.rows(tp.topic, tp.partition, kept, self._tables)
         self._last_seen[tp] = records[-1].offset
         if self._oldest is None and self._buffered:

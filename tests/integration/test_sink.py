@@ -204,6 +204,12 @@ async def test_poison_and_out_of_range_records_are_kept_with_reasons(
             )
             == 1
         ), "the sink stopped after the poison"
+        serve.wait_for(
+            "SELECT count() FROM errorflow.poison WHERE source_topic = 'errorflow.task-events'"
+            f" AND (base64Decode(raw) LIKE '%{run}%')",
+            2,
+            timeout_s=60,
+        )
         reasons = dict(
             serve.sql(
                 "SELECT raw, reason FROM errorflow.poison WHERE source_topic = 'errorflow.task-events'"
