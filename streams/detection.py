@@ -108,11 +108,6 @@ class DetectionStage:
             next_tick = time.monotonic()
             while not stop.is_set():
                 batch = await self._consumer.getmany(timeout_ms=100, max_records=5000)
-                if batch:
-                    log.debug(
-                        "errorflow.worker.detection.batch %s",
-                        {tp.partition: len(r) for tp, r in batch.items()},
-                    )
                 for tp, records in batch.items():
                     engine = self.engines.get(tp.partition)
                     if engine is None:
