@@ -43,3 +43,6 @@ def test_compose_file_is_valid_compose_spec() -> None:
     assert "KAFKA_ZOOKEEPER_CONNECT" not in services["kafka"]["environment"]  # KRaft only
     assert "healthcheck" in services["clickhouse"]
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    commands = {name: svc.get("command", [])[1:2] for name, svc in services.items()}
+    assert commands["serve"] == ["serve"]
+    assert commands["worker"] == ["worker"]
