@@ -1,0 +1,133 @@
+"""The fleet-wide circuit breaker of one service, from every runner's calls (pure).
+
+Groundwork for issue 6 (not yet wired into the worker): the seed's consecutive
+``failure_threshold``, ``recovery_timeout`` and ``success_threshold``, an optional
+failure-rate window with minimum calls, and a quorum — the breaker opens only when
+failures come from at least ``quorum_workers`` distinct workers, so one bad node cannot
+trip the fleet. OPEN becomes HALF_OPEN by the clock (:meth:`FleetBreaker.tick`), not only
+when the next call arrives. Time is an argument (ms); nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["FleetBreaker", "FleetBreakerConfig", "Transition"]
+
+State = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True, slots=True)
+class FleetBreakerConfig:
+    """Defaults are the seed's ``add_breaker``."""
+
+    failure_threshold: int = 5
+    recovery_timeout_s: float = 60.0
+    success_threshold: int = 3
+    failure_rate_threshold: float | None = None
+    window_s: float = 60.0
+    minimum_calls: int = 10
+    quorum_workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A state change to publish as ``breaker.state``."""
+
+    service: str
+    state: State
+    since_ms: int
+    reason: str
+    failure_count: int
+    failure_rate: float | None
+    calls: int
+    workers_failing: int
+
+
+@dataclass(slots=True)
+class FleetBreaker:
+    service: str
+    config: FleetBreakerConfig = field(default_factory=FleetBreakerConfig)
+    state: State = "closed"
+    since_ms: int = 0
+    consecutive: int = 0
+    failing_workers: set[str] = field(default_factory=set)
+    probe_successes: int = 0
+    window: deque[tuple[int, bool]] = field(default_factory=deque)
+    calls: int = 0
+
+    def observe(self, *, ok: bool, worker: str, at_ms: int) -> Transition | None:
+        """One call's outcome (success, or a failure/timeout) from ``worker``."""
+        self.calls += 1
+        self._remember(at_ms, ok)
+        if ok:
+            self.consecutive = 0
+            self.failing_workers.clear()
+            if self.state == "half_open":
+                self.probe_successes += 1
+                if self.probe_successes >= self.config.success_threshold:
+                    return self._to("closed", at_ms, f"{self.probe_successes} successful probes")
+            return None
+        self.consecutive += 1
+        self.failing_workers.add(worker)
+        if self.state == "half_open":
+            return self._to("open", at_ms, "a probe failed in half-open")
+        if self.state != "closed" or len(self.failing_workers) < self.config.quorum_workers:
+            return None
+        if self.consecutive >= self.config.failure_threshold:
+            return self._to(
+                "open",
+                at_ms,
+                f"{self.consecutive} consecutive failures from "
+                f"{len(self.failing_workers)} worker(s)",
+            )
+        rate = self.failure_rate()
+        threshold = self.config.failure_rate_threshold
+        if threshold is not None and rate is not None and rate >= threshold:
+            return self._to(
+                "open", at_ms, f"failure rate {rate:.0%} over {self.config.window_s:.0f}s"
+            )
+        return None
+
+    def tick(self, now_ms: int) -> Transition | None:
+        """OPEN → HALF_OPEN once ``recovery_timeout`` has passed, by the clock."""
+        if self.state == "open" and now_ms - self.since_ms >= self.config.recovery_timeout_s * 1000:
+            return self._to("half_open", now_ms, "recovery timeout elapsed")
+        return None
+
+    def reset(self, now_ms: int) -> Transition | None:
+        """``breaker.reset``: CLOSED now, whatever the state."""
+        return self._to("closed", now_ms, "reset by an operator")
+
+    def failure_rate(self) -> float | None:
+        if len(self.window) < self.config.minimum_calls:
+            return None
+        return sum(1 for _, ok in self.window if not ok) / len(self.window)
+
+    def _remember(self, at_ms: int, ok: bool) -> None:
+        self.window.append((at_ms, ok))
+        horizon = at_ms - self.config.window_s * 1000
+        while self.window and self.window[0][0] < horizon:
+            self.window.popleft()
+
+    def _to(self, state: State, at_ms: int, reason: str) -> Transition | None:
+        if state == self.state and state != "closed":
+            return None
+        changed = state != self.state
+        transition = Transition(
+            self.service,
+            state,
+            at_ms,
+            reason,
+            self.consecutive,
+            self.failure_rate(),
+            self.calls,
+            len(self.failing_workers),
+        )
+        self.state, self.since_ms, self.probe_successes = state, at_ms, 0
+        if state == "closed":
+            self.consecutive = 0
+            self.failing_workers.clear()
+        return transition if changed or reason.startswith("reset") else None
