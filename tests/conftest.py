@@ -38,9 +38,12 @@ def _docker_answers() -> bool:
 
 def _testcontainers_kafka() -> Iterator[str] | None:
     try:
-        from testcontainers.kafka import KafkaContainer
+        from testcontainers.community.kafka import KafkaContainer
     except ImportError:
-        return None
+        try:
+            from testcontainers.kafka import KafkaContainer
+        except ImportError:
+            return None
 
     def run() -> Iterator[str]:
         with KafkaContainer("apache/kafka:3.9.1").with_kraft() as kafka:
