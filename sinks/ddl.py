@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import re
 
-from sinks.tables import TABLES, TASK_TYPES, TableSpec
+from sinks.tables import (
+    ENVELOPE_CHECKS,
+    ENVELOPE_COLUMNS,
+    ENVELOPE_JSON,
+    TABLES,
+    TASK_TYPES,
+    TableSpec,
+)
 
 __all__ = [
     "ROLLUP_DDL",
@@ -39,10 +46,8 @@ def _quoted(values: tuple[str, ...]) -> str:
 
 
 def _error_expr(spec: TableSpec) -> str:
-    from sinks.tables import _ENVELOPE_CHECKS
-
     branches = ["NOT isValidJSON(payload)", "'record is not valid JSON'"]
-    for condition, reason in (*_ENVELOPE_CHECKS, *spec.checks):
+    for condition, reason in (*ENVELOPE_CHECKS, *spec.checks):
         branches += [_expr(condition.format(task_types=_quoted(TASK_TYPES))), _literal(reason)]
     branches += [
         f"{_expr('j.type')} NOT IN {_quoted(spec.types)}",
@@ -52,9 +57,7 @@ def _error_expr(spec: TableSpec) -> str:
 
 
 def table_ddl(spec: TableSpec, database: str, ttl_days: int | None = None) -> str:
-    from sinks.tables import _ENVELOPE_COLUMNS, _ENVELOPE_JSON
-
-    json_type = f"Tuple({_ENVELOPE_JSON}, {spec.json_fields})"
+    json_type = f"Tuple({ENVELOPE_JSON}, {spec.json_fields})"
     columns = [
         "_topic LowCardinality(String)",
         "_partition UInt16",
@@ -62,7 +65,7 @@ def table_ddl(spec: TableSpec, database: str, ttl_days: int | None = None) -> st
         "_ingested_at DateTime('UTC') DEFAULT now()",
         "payload String",
         f"_j {json_type} EPHEMERAL JSONExtract(payload, '{json_type}')",
-        *(f"{name} {type_} DEFAULT {_expr(expr)}" for name, type_, expr in _ENVELOPE_COLUMNS),
+        *(f"{name} {type_} DEFAULT {_expr(expr)}" for name, type_, expr in ENVELOPE_COLUMNS),
         *(f"{name} {type_} DEFAULT {_expr(expr)}" for name, type_, expr in spec.columns),
         f"_error String DEFAULT {_error_expr(spec)}",
     ]

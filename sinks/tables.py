@@ -12,10 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TABLES", "TableSpec", "table_for_type"]
+__all__ = [
+    "ENVELOPE_CHECKS",
+    "ENVELOPE_COLUMNS",
+    "ENVELOPE_JSON",
+    "TABLES",
+    "TASK_TYPES",
+    "TableSpec",
+    "table_for_type",
+]
 
 # Envelope fields every record carries (DESIGN.md): parsed for every table.
-_ENVELOPE_JSON = (
+ENVELOPE_JSON = (
     "event_id String, type String, schema_version Int64, occurred_at String, "
     "source Tuple(runner_id String, worker_id String, host String), "
     "trace Tuple(trace_id String, span_id String)"
@@ -24,7 +32,7 @@ _ERROR_JSON = (
     "error Tuple(category String, error_type String, message String, fingerprint String, "
     "severity String, retryable Bool, rule String, service String)"
 )
-_ENVELOPE_COLUMNS = (
+ENVELOPE_COLUMNS = (
     ("event_id", "String", "j.event_id"),
     ("type", "LowCardinality(String)", "j.type"),
     (
@@ -48,7 +56,7 @@ _ERROR_COLUMNS = (
     ("retryable", "Bool", "j.error.retryable"),
 )
 # (condition in terms of `j`, reason) for checks every table makes, in order.
-_ENVELOPE_CHECKS = (
+ENVELOPE_CHECKS = (
     ("j.type = ''", "field 'type' is missing"),
     ("j.schema_version > 1", "schema_version is newer than this reader understands (up to 1)"),
     ("j.schema_version < 1", "envelope field schema_version missing or below 1"),

@@ -52,13 +52,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.stage.restore([tp.partition for tp in assigned])
-        # Start exactly at the committed offset, the one the restored snapshot matches.
-        # (Without this explicit seek a restarted worker was seen never fetching the
-        # partials written after its predecessor's last commit.)
-        for tp in assigned:
-            committed = await self.stage._consumer.committed(tp)
-            if committed is not None:
-                self.stage._consumer.seek(tp, committed)
+        await self.stage.start_at_committed(assigned)
 
 
 class DetectionStage:
@@ -187,6 +181,15 @@ class DetectionStage:
                 engine.restore(latest[partition])
             self.engines[partition] = engine
 
+    async def start_at_committed(self, assigned: list[TopicPartition]) -> None:
+        """Position each partition at its committed offset, the one its restored snapshot
+        matches. (Without this explicit seek a worker restarted after SIGKILL was seen
+        never fetching the partials written after its predecessor's last commit.)"""
+        for tp in assigned:
+            committed = await self._consumer.committed(tp)
+            if committed is not None:
+                self._consumer.seek(tp, committed)
+
     async def _read_snapshots(self, wanted: set[int]) -> dict[int, dict[str, Any]]:
         topic = self.settings.topic("state")
         reader = AIOKafkaConsumer(
@@ -196,7 +199,8 @@ class DetectionStage:
         )
         await reader.start()
         try:
-            parts = [TopicPartition(topic, p) for p in sorted(await self._partitions(topic))]
+            partitions = await self._producer.partitions_for(topic)
+            parts = [TopicPartition(topic, p) for p in sorted(partitions)]
             reader.assign(parts)
             await reader.seek_to_beginning(*parts)
             ends = await reader.end_offsets(parts)
@@ -215,9 +219,6 @@ class DetectionStage:
             return latest
         finally:
             await reader.stop()
-
-    async def _partitions(self, topic: str) -> set[int]:
-        return set(await self._producer.partitions_for(topic))
 
     async def _follow_control(self, stop: asyncio.Event) -> None:
         """Thresholds and breaker states, applied as they arrive."""

@@ -12,21 +12,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from schemas import Envelope
 from streams.facts import Facts, contributions
 from streams.windows import WindowCounts
 
 __all__ = ["aggregate", "decode_partial", "encode_mark", "encode_partial"]
 
 
-def aggregate(
-    events: Iterable[Envelope | Facts], step_ms: int
-) -> dict[tuple[str, int], WindowCounts]:
+def aggregate(events: Iterable[Facts], step_ms: int) -> dict[tuple[str, int], WindowCounts]:
     """Counts per (key, bucket start) over a batch of events."""
     out: dict[tuple[str, int], WindowCounts] = {}
     for event in events:
-        ts = event.ts_ms if isinstance(event, Facts) else int(event.occurred_at.timestamp() * 1000)
-        bucket = ts - ts % step_ms
+        bucket = event.ts_ms - event.ts_ms % step_ms
         for key, counts in contributions(event):
             current = out.get((key, bucket))
             if current is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -197,15 +196,6 @@ async def test_cluster_open_state_short_circuits_within_a_second(
         assert (
             await handler.protect_external_call(service, call_comfyui, fallback="cached") == "live"
         )
-
-
-def test_events_are_plain_json_on_the_wire(kafka_bootstrap: str) -> None:
-    """What the SDK publishes is the contract's JSON (no Faust or pickle wrappers)."""
-    wire = json.loads(
-        s.encode(s.TaskStarted(task_id="a", template_id="b", operation_type="c", attempt=1))
-    )
-    assert "__faust" not in wire
-    assert wire["type"] == "task.started"
 
 
 async def test_retry_command_reruns_the_task_through_its_executor(
