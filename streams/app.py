@@ -1,8 +1,10 @@
 """``create_app(settings)``: the one factory of the stream worker.
 
-The worker runs two stages in one process (see :mod:`streams.ingest` and
-:mod:`streams.detection`) over its own internal topics (``<app_id>-partials``,
-``-state``, ``-windows``), created here if missing. Start more processes with
+The worker runs its stages in one process — :mod:`streams.ingest` and
+:mod:`streams.detection` (windows, anomalies, alerts), :mod:`streams.breaker_stage`
+(fleet breakers and retry budgets) — over its own internal topics
+(``<app_id>-partials``, ``-windows`` and each stage's ``-<stage>-state`` changelog),
+created here if missing. Start more processes with
 distinct ``ERRORFLOW_WORKER_NAME`` to share the partitions.
 """
 
@@ -11,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from deploy.topics import create_topics
 from schemas import Source
+from streams.breaker_stage import BreakerStage
 from streams.detection import DetectionStage
 from streams.ingest import IngestStage
 from streams.settings import WorkerSettings
+from streams.stage import EngineStage
 
 __all__ = ["WorkerApp", "create_app"]
 
@@ -30,12 +35,17 @@ class WorkerApp:
     settings: WorkerSettings
     ingest: IngestStage
     detection: DetectionStage
+    breakers: BreakerStage
+
+    @property
+    def stages(self) -> list[EngineStage[Any]]:
+        return [self.detection, self.breakers]
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_topics()
         report = asyncio.create_task(self._report(stop))
         try:
-            await asyncio.gather(self.ingest.run(stop), self.detection.run(stop))
+            await asyncio.gather(self.ingest.run(stop), *(s.run(stop) for s in self.stages))
         finally:
             report.cancel()
 
@@ -43,11 +53,12 @@ class WorkerApp:
         while not stop.is_set():
             await asyncio.sleep(every_s)
             log.info(
-                "errorflow.worker.progress consumed=%d poisoned=%d engines=%d %s",
+                "errorflow.worker.progress consumed=%d poisoned=%d engines=%d %s breaker_states=%d",
                 self.ingest.consumed,
                 self.ingest.poisoned,
                 len(self.detection.engines),
                 self.detection.counters,
+                self.breakers.emitted,
             )
 
     async def ensure_topics(self) -> None:
@@ -59,13 +70,7 @@ class WorkerApp:
             existing = set(await admin.list_topics())
             wanted = [
                 NewTopic(settings.topic("partials"), settings.internal_partitions, 1),
-                NewTopic(
-                    settings.topic("state"),
-                    settings.internal_partitions,
-                    1,
-                    topic_configs={"cleanup.policy": "compact"},
-                ),
-                NewTopic(settings.topic("windows"), settings.internal_partitions, 1),
+                *(t for stage in self.stages for t in stage.internal_topics()),
             ]
             missing = [t for t in wanted if t.name not in existing]
             if missing:
@@ -77,4 +82,9 @@ class WorkerApp:
 def create_app(settings: WorkerSettings | None = None) -> WorkerApp:
     settings = settings or WorkerSettings()
     source = Source.here(runner_id=settings.app_id, worker_id=settings.name)
-    return WorkerApp(settings, IngestStage(settings, source), DetectionStage(settings, source))
+    return WorkerApp(
+        settings,
+        IngestStage(settings, source),
+        DetectionStage(settings, source),
+        BreakerStage(settings, source),
+    )

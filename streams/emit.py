@@ -9,11 +9,19 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from schemas import AlertFiring, AlertResolved, AnomalyDetected, Envelope, Source
+from schemas import (
+    AlertFiring,
+    AlertResolved,
+    AnomalyDetected,
+    BreakerStateChanged,
+    Envelope,
+    Source,
+)
 from streams.alerting import AlertChange
 from streams.analytics import Anomaly, WindowResult
+from streams.breaker_board import Publication
 
-__all__ = ["alert_event", "anomaly_event", "window_row"]
+__all__ = ["alert_event", "anomaly_event", "breaker_event", "window_row"]
 
 _NS = uuid.UUID("0e3c7b1e-3f4e-4a4b-9d57-6a8f5c2d1b90")
 
@@ -81,3 +89,30 @@ def window_row(result: WindowResult) -> tuple[bytes, bytes]:
     }
     key = f"{result.spec}|{result.key}|{result.window.start_ms}"
     return key.encode(), json.dumps(value, separators=(",", ":")).encode()
+
+
+def breaker_event(publication: Publication, source: Source) -> BreakerStateChanged:
+    """A fleet breaker's state; the optional ``retry_budget`` and ``probe_workers``
+    fields tell SDKs whether local retries may continue and who may probe."""
+    t = publication.transition
+    return BreakerStateChanged(
+        event_id=str(
+            uuid.uuid5(
+                _NS,
+                f"breaker|{t.service}|{t.state}|{t.since_ms}|{publication.kind}|"
+                f"{publication.at_ms}",
+            )
+        ),
+        occurred_at=_utc(publication.at_ms),
+        source=source,
+        service=t.service,
+        state=t.state,
+        since=_utc(t.since_ms),
+        reason=t.reason,
+        failure_count=t.failure_count,
+        failure_rate=t.failure_rate,
+        calls=t.calls,
+        workers_failing=t.workers_failing,
+        retry_budget=publication.budget,
+        probe_workers=list(t.probe_workers),
+    )

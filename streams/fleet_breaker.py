@@ -1,18 +1,20 @@
 """The fleet-wide circuit breaker of one service, from every runner's calls (pure).
 
-Groundwork for issue 6 (not yet wired into the worker): the seed's consecutive
-``failure_threshold``, ``recovery_timeout`` and ``success_threshold``, an optional
-failure-rate window with minimum calls, and a quorum — the breaker opens only when
-failures come from at least ``quorum_workers`` distinct workers, so one bad node cannot
-trip the fleet. OPEN becomes HALF_OPEN by the clock (:meth:`FleetBreaker.tick`), not only
-when the next call arrives. Time is an argument (ms); nothing here does I/O.
+The seed's consecutive ``failure_threshold``, ``recovery_timeout`` and
+``success_threshold``, an optional failure-rate window with minimum calls, and a quorum
+— the breaker opens only when failures come from at least ``quorum_workers`` distinct
+workers, so one bad node cannot trip the fleet. OPEN becomes HALF_OPEN by the clock
+(:meth:`FleetBreaker.tick`), not only when the next call arrives. HALF_OPEN names at
+most ``half_open_max_calls`` probe workers (the most recent callers): only they may
+probe, so the fleet sends a bounded number of probes, not one per runner. Time is an
+argument (ms); nothing here does I/O.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["FleetBreaker", "FleetBreakerConfig", "Transition"]
 
@@ -30,6 +32,7 @@ class FleetBreakerConfig:
     window_s: float = 60.0
     minimum_calls: int = 10
     quorum_workers: int = 1
+    half_open_max_calls: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ class Transition:
     failure_rate: float | None
     calls: int
     workers_failing: int
+    probe_workers: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -57,11 +61,21 @@ class FleetBreaker:
     probe_successes: int = 0
     window: deque[tuple[int, bool]] = field(default_factory=deque)
     calls: int = 0
+    # Recent callers (worker → last call, ms): the candidates for half-open probes.
+    callers: dict[str, int] = field(default_factory=dict)
+    probe_workers: tuple[str, ...] = ()
+    reason: str = ""
+
+    _MAX_CALLERS = 256
 
     def observe(self, *, ok: bool, worker: str, at_ms: int) -> Transition | None:
         """One call's outcome (success, or a failure/timeout) from ``worker``."""
         self.calls += 1
         self._remember(at_ms, ok)
+        self.callers.pop(worker, None)
+        self.callers[worker] = at_ms  # re-inserted: dict order is recency order
+        if len(self.callers) > self._MAX_CALLERS:
+            del self.callers[next(iter(self.callers))]
         if ok:
             self.consecutive = 0
             self.failing_workers.clear()
@@ -93,8 +107,17 @@ class FleetBreaker:
 
     def tick(self, now_ms: int) -> Transition | None:
         """OPEN → HALF_OPEN once ``recovery_timeout`` has passed, by the clock."""
-        if self.state == "open" and now_ms - self.since_ms >= self.config.recovery_timeout_s * 1000:
+        timeout_ms = self.config.recovery_timeout_s * 1000
+        if self.state == "open" and now_ms - self.since_ms >= timeout_ms:
             return self._to("half_open", now_ms, "recovery timeout elapsed")
+        if (
+            self.state == "half_open"
+            and self.probe_successes == 0
+            and now_ms - self.since_ms >= timeout_ms
+            and self.callers
+        ):
+            # The named probers never called (gone, or idle): name others.
+            return self._to("half_open", now_ms, "no probe in a recovery timeout; new probers")
         return None
 
     def reset(self, now_ms: int) -> Transition | None:
@@ -112,10 +135,23 @@ class FleetBreaker:
         while self.window and self.window[0][0] < horizon:
             self.window.popleft()
 
+    def configure(self, config: FleetBreakerConfig) -> None:
+        self.config = config
+
     def _to(self, state: State, at_ms: int, reason: str) -> Transition | None:
-        if state == self.state and state != "closed":
+        renamed = reason.startswith("no probe")
+        if state == self.state and state != "closed" and not renamed:
             return None
-        changed = state != self.state
+        changed = state != self.state or renamed
+        if state == "half_open":
+            recent = sorted(self.callers, key=self.callers.__getitem__, reverse=True)
+            if renamed:  # others first: the named ones did not probe
+                recent = [w for w in recent if w not in self.probe_workers] + list(
+                    self.probe_workers
+                )
+            self.probe_workers = tuple(recent[: self.config.half_open_max_calls])
+        else:
+            self.probe_workers = ()
         transition = Transition(
             self.service,
             state,
@@ -125,9 +161,44 @@ class FleetBreaker:
             self.failure_rate(),
             self.calls,
             len(self.failing_workers),
+            self.probe_workers,
         )
         self.state, self.since_ms, self.probe_successes = state, at_ms, 0
+        self.reason = reason
         if state == "closed":
             self.consecutive = 0
             self.failing_workers.clear()
         return transition if changed or reason.startswith("reset") else None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "since_ms": self.since_ms,
+            "consecutive": self.consecutive,
+            "failing_workers": sorted(self.failing_workers),
+            "probe_successes": self.probe_successes,
+            "window": [[at, ok] for at, ok in self.window],
+            "calls": self.calls,
+            "callers": self.callers,
+            "probe_workers": list(self.probe_workers),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def restore(
+        cls, service: str, config: FleetBreakerConfig, data: dict[str, Any]
+    ) -> FleetBreaker:
+        return cls(
+            service,
+            config,
+            state=data["state"],
+            since_ms=data["since_ms"],
+            consecutive=data["consecutive"],
+            failing_workers=set(data["failing_workers"]),
+            probe_successes=data["probe_successes"],
+            window=deque((at, ok) for at, ok in data["window"]),
+            calls=data["calls"],
+            callers=dict(data["callers"]),
+            probe_workers=tuple(data["probe_workers"]),
+            reason=data["reason"],
+        )

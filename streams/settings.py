@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.settings import DEFAULT_BOOTSTRAP
 from streams.analytics import AnalyticsConfig
+from streams.breaker_board import BoardConfig
+from streams.fleet_breaker import FleetBreakerConfig
+from streams.fleet_budget import BudgetConfig
 from streams.windows import WindowSpec
 
 __all__ = ["WorkerSettings"]
@@ -50,6 +53,22 @@ class WorkerSettings(BaseSettings):
     # How soon a killed worker's partitions move to the others (Kafka group session).
     session_timeout_ms: int = Field(6000, ge=1000)
 
+    # Fleet breakers: defaults for services without a breaker.config (the seed's
+    # add_breaker values), the retry budget, and how often a non-closed state is said
+    # again (SDKs ignore fleet states older than their cluster_state_max_age_s).
+    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_recovery_timeout_s: float = Field(60, gt=0)
+    breaker_success_threshold: int = Field(3, ge=1)
+    breaker_half_open_max_calls: int = Field(1, ge=1)
+    breaker_quorum_workers: int = Field(1, ge=1)
+    breaker_failure_rate_threshold: float | None = Field(None, gt=0, le=1)
+    breaker_window_s: float = Field(60, gt=0)
+    breaker_minimum_calls: int = Field(10, ge=1)
+    breaker_republish_s: float = Field(60, gt=0)
+    retry_budget_ratio: float = Field(0.1, ge=0)
+    retry_budget_min_retries: int = Field(10, ge=0)
+    retry_budget_window_s: float = Field(60, gt=0)
+
     @property
     def step_ms(self) -> int:
         """The bucket partial aggregates use: divides every window step."""
@@ -69,6 +88,24 @@ class WorkerSettings(BaseSettings):
             min_spike_errors=self.min_spike_errors,
             min_rate_attempts=self.min_rate_attempts,
             hold_down_ms=int(self.hold_down_s * 1000),
+        )
+
+    def board(self) -> BoardConfig:
+        defaults = FleetBreakerConfig(
+            failure_threshold=self.breaker_failure_threshold,
+            recovery_timeout_s=self.breaker_recovery_timeout_s,
+            success_threshold=self.breaker_success_threshold,
+            failure_rate_threshold=self.breaker_failure_rate_threshold,
+            window_s=self.breaker_window_s,
+            minimum_calls=self.breaker_minimum_calls,
+            quorum_workers=self.breaker_quorum_workers,
+            half_open_max_calls=self.breaker_half_open_max_calls,
+        )
+        return BoardConfig(defaults, self.budget(), int(self.breaker_republish_s * 1000))
+
+    def budget(self) -> BudgetConfig:
+        return BudgetConfig(
+            self.retry_budget_ratio, self.retry_budget_min_retries, self.retry_budget_window_s
         )
 
     def topic(self, suffix: str) -> str:

@@ -1,0 +1,76 @@
+"""Following compacted or broadcast topics without a consumer group.
+
+Every worker needs *all* of the control topic and the breaker states (and every
+``resource.available``), not a share of them, so these are read group-less. Undecodable
+records are logged and skipped here: the sink's poison table holds them for people.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas import DecodeError, Envelope, decode
+from streams.settings import WorkerSettings
+
+__all__ = ["follow_events"]
+
+log = logging.getLogger("errorflow.worker.follow")
+
+
+async def follow_events(
+    settings: WorkerSettings,
+    topics: list[str],
+    stop: asyncio.Event,
+    *,
+    lookback_s: float | None = None,
+) -> AsyncIterator[Envelope]:
+    """Decoded events of ``topics`` from the beginning (or from ``lookback_s`` ago) on."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    try:
+        if lookback_s is not None:
+            await _seek_back(consumer, topics, lookback_s)
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            for records in batch.values():
+                for record in records:
+                    if record.value is None:
+                        continue  # a compaction tombstone
+                    try:
+                        yield decode(record.value)
+                    except DecodeError as exc:
+                        log.warning(
+                            "errorflow.worker.undecodable topic=%s offset=%d: %s",
+                            record.topic,
+                            record.offset,
+                            exc.reason,
+                        )
+    finally:
+        await consumer.stop()
+
+
+async def _seek_back(consumer: AIOKafkaConsumer, topics: list[str], lookback_s: float) -> None:
+    # Subscribed consumers get their partitions on the first fetch; wait for them.
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=50, max_records=1)
+        await asyncio.sleep(0)
+    parts: list[TopicPartition] = sorted(consumer.assignment())
+    since_ms = int((time.time() - lookback_s) * 1000)
+    found = await consumer.offsets_for_times(dict.fromkeys(parts, since_ms))
+    ends = await consumer.end_offsets(parts)
+    for tp in parts:
+        hit = found.get(tp)
+        consumer.seek(tp, hit.offset if hit is not None else ends[tp])
