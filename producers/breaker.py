@@ -57,6 +57,7 @@ class CircuitBreaker:
     _cluster: _ClusterView | None = None
     reason: str = ""
     transitions: int = 0
+    fleet_budget_spent: bool = False
 
     # True while both the local and the cluster state are closed: the success path
     # then costs two attribute reads (benchmarks/sdk_overhead.py).
@@ -159,9 +160,19 @@ class CircuitBreaker:
         self._to("closed", "reset")
         self._window.clear()
 
-    def apply_cluster_state(self, state: State, *, reason: str = "") -> None:
-        """Merge the fleet's view for this service (from ``errorflow.breaker-state``)."""
+    def apply_cluster_state(
+        self, state: State, *, reason: str = "", may_probe: bool = True, budget_spent: bool = False
+    ) -> None:
+        """Merge the fleet's view for this service (from ``errorflow.breaker-state``).
+
+        A fleet HALF_OPEN that names other workers as its probers is OPEN here: the
+        fleet sends a bounded number of probes, not one per runner. ``budget_spent``
+        says the fleet's retry budget for the service is used up.
+        """
+        if state == "half_open" and not may_probe:
+            state, reason = "open", f"{reason}; other workers probe"
         self._cluster = _ClusterView(state, self.clock.monotonic(), reason)
+        self.fleet_budget_spent = budget_spent
         self._refresh_fast_path()
         if state == "closed" and self._state == "half_open":
             self._probes_in_flight = 0

@@ -100,7 +100,10 @@ class CommandListener:
         # No group: aiokafka then assigns every partition to this consumer, and with no
         # committed offsets "earliest" reads the whole compacted topic on every start.
         consumer = self._consumer(
-            group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",  # the streams write it in transactions
         )
         await consumer.start()
         try:
@@ -123,8 +126,15 @@ class CommandListener:
                 self.counters["stale"] += 1
                 return
             self.counters["breaker_updates"] += 1
+            # Optional fields of breaker.state (streams/emit.py: breaker_event).
+            probers = getattr(event, "probe_workers", None) or []
+            budget = getattr(event, "retry_budget", None) or {}
+            source = self.handler.source
             self.handler.circuit_breakers.get(event.service).apply_cluster_state(
-                event.state, reason=event.reason
+                event.state,
+                reason=event.reason,
+                may_probe=not probers or (source.worker_id or source.runner_id) in probers,
+                budget_spent=bool(budget.get("exhausted")),
             )
 
     # -- commands ----------------------------------------------------------------------

@@ -47,6 +47,7 @@ __all__ = ["ErrorHandler"]
 
 log = logging.getLogger("errorflow.handler")
 _MISSING: Any = object()
+_NO_TASK = (None, None)
 _CO_COROUTINE = inspect.CO_COROUTINE
 
 
@@ -315,7 +316,7 @@ class ErrorHandler(RunnerRegistry):
                 CallCompleted,
                 now + self._wall_offset,
                 # the order of producers.pending.CALL_FIELDS
-                (service, "success", scope.task_id if scope else None, (now - started) * 1000),
+                (service, "success", *(scope.ids if scope else _NO_TASK), (now - started) * 1000),
                 self.source,
                 current_trace() if self._tracing else None,
             )
@@ -367,13 +368,14 @@ class ErrorHandler(RunnerRegistry):
         fallback_reason: str | None,
     ) -> None:
         scope = current_scope.get()
-        task_id = scope.task_id if scope else None
+        task_id, attempt = scope.ids if scope else _NO_TASK
         extra = {"fallback_reason": fallback_reason} if fallback_reason else {}
         self.emit(
             CallCompleted,
             service=service,
             outcome=outcome,
             task_id=task_id,
+            attempt=attempt,
             error=error,
             duration_ms=max(0.0, (self.clock.monotonic() - started) * 1000),
             **extra,

@@ -21,7 +21,7 @@ __all__ = ["CALL_FIELDS", "PendingEvent", "materialize"]
 # (model class, occurred_at as time.time(), fields, source, trace). Fields are a dict,
 # or for the hottest event a tuple in the order POSITIONAL declares (no dict to build).
 PendingEvent = tuple[type[Envelope], float, dict[str, Any] | tuple[Any, ...], Source, Trace | None]
-CALL_FIELDS = ("service", "outcome", "task_id", "duration_ms")
+CALL_FIELDS = ("service", "outcome", "task_id", "attempt", "duration_ms")
 _POSITIONAL: dict[type[Envelope], tuple[str, ...]] = {CallCompleted: CALL_FIELDS}
 
 

@@ -33,7 +33,7 @@ def plan_retry(
 ) -> tuple[float | None, str]:
     """(delay, "") to retry locally, or (None, why not): only transient errors, within
     the attempt limit and the deadline, not while the service's breaker is open (the
-    fleet decides then), and only while the retry budget lasts."""
+    fleet decides then), and only while the local and the fleet's retry budget last."""
     if not verdict.retryable:
         return None, f"{verdict.category} errors are not retried locally"
     if attempt >= limit:
@@ -42,8 +42,12 @@ def plan_retry(
         return None, f"breaker for {exc.service} is open; the fleet decides when to retry"
     service = getattr(exc, "service", None)
     breakers = policy.breakers
-    if isinstance(service, str) and service in breakers and breakers.get(service).state == "open":
-        return None, f"breaker for {service} is open"
+    if isinstance(service, str) and service in breakers:
+        breaker = breakers.get(service)
+        if breaker.state == "open":
+            return None, f"breaker for {service} is open"
+        if breaker.fleet_budget_spent:
+            return None, f"the fleet's retry budget for {service} is spent; the fleet decides"
     delay = policy.backoff.delay(attempt, retry_after=verdict.retry_after)
     if deadline is not None and policy.clock.monotonic() + delay > deadline:
         return None, "the task deadline leaves no time for another attempt"

@@ -110,6 +110,9 @@ class CallCompleted(Envelope):
     duration_ms: float = Field(ge=0)
     task_id: str | None = None
     error: ErrorInfo | None = None
+    # Optional (DESIGN.md lets producers add optional fields): the task attempt the call
+    # belongs to; above 1 it is a retry, which the fleet retry budget counts.
+    attempt: int | None = Field(default=None, ge=1)
 
 
 class ModelStatus(WireModel):

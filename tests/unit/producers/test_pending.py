@@ -14,7 +14,7 @@ from tests.samples import SOURCE
 def test_pending_call_event_encodes_like_a_validated_model() -> None:
     """A positional CallCompleted tuple materializes to the bytes of CallCompleted(...)."""
     now = time.time()
-    pending = (s.CallCompleted, now, ("comfyui", "success", "task-1", 12.5), SOURCE, None)
+    pending = (s.CallCompleted, now, ("comfyui", "success", "task-1", 2, 12.5), SOURCE, None)
     event = materialize(pending)
     occurred = datetime.fromtimestamp(now, UTC)
     direct = s.CallCompleted(
@@ -24,6 +24,7 @@ def test_pending_call_event_encodes_like_a_validated_model() -> None:
         service="comfyui",
         outcome="success",
         task_id="task-1",
+        attempt=2,
         duration_ms=12.5,
     )
     assert s.encode(event) == s.encode(direct)
