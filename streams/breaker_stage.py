@@ -35,7 +35,13 @@ class BreakerStage(EngineStage[BreakerBoard]):
     urgent = True
 
     def __init__(self, settings: WorkerSettings, source: Source) -> None:
-        super().__init__(settings, source, name="breakers", topics=[CALL_EVENTS.name])
+        super().__init__(
+            settings,
+            source,
+            name="breakers",
+            topics=[CALL_EVENTS.name],
+            start_from=settings.start_from,
+        )
         self.board_config = settings.board()
         self.overrides: dict[str, FleetBreakerConfig] = {}
         self.resets: dict[str, int] = {}

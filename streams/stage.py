@@ -61,6 +61,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.stage.restore([tp.partition for tp in assigned])
         await self.stage.start_at_committed(assigned)
+        log.info(
+            "errorflow.worker.assigned stage=%s partitions=%s",
+            self.stage.name,
+            sorted(tp.partition for tp in assigned),
+        )
 
 
 class EngineStage(ABC, Generic[E]):
@@ -70,7 +75,13 @@ class EngineStage(ABC, Generic[E]):
     urgent = False
 
     def __init__(
-        self, settings: WorkerSettings, source: Source, *, name: str, topics: list[str]
+        self,
+        settings: WorkerSettings,
+        source: Source,
+        *,
+        name: str,
+        topics: list[str],
+        start_from: str = "earliest",
     ) -> None:
         self.settings = settings
         self.source = source
@@ -87,7 +98,7 @@ class EngineStage(ABC, Generic[E]):
             bootstrap_servers=bootstrap,
             group_id=self.group,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=start_from,
             isolation_level="read_committed",
             fetch_max_wait_ms=50,
             session_timeout_ms=settings.session_timeout_ms,
@@ -226,11 +237,18 @@ class EngineStage(ABC, Generic[E]):
     async def start_at_committed(self, assigned: list[TopicPartition]) -> None:
         """Position each partition at its committed offset, the one its restored state
         matches. (Without this explicit seek a worker restarted after SIGKILL was seen
-        never fetching the records written after its predecessor's last commit.)"""
+        never fetching the records written after its predecessor's last commit.) A
+        partition never committed gets its starting position committed, so a restart
+        resumes where the first run began, not at a later "latest"."""
+        fresh = {}
         for tp in assigned:
             committed = await self._consumer.committed(tp)
             if committed is not None:
                 self._consumer.seek(tp, committed)
+            else:
+                fresh[tp] = await self._consumer.position(tp)
+        if fresh:
+            await self._consumer.commit(fresh)
 
     async def _read_state(self, wanted: set[int]) -> dict[int, dict[str, Any]]:
         reader = AIOKafkaConsumer(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,19 @@ FAST = {  # 1-second windows so a test sees many of them
 
 
 class WorkerProcess(ChildProcess):
-    def __init__(self, bootstrap: str, app_id: str, name: str, log_dir: Path) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        app_id: str,
+        name: str,
+        log_dir: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.env = {
             **os.environ,
             **FAST,
+            "ERRORFLOW_LOG_LEVEL": "INFO",
+            **(extra_env or {}),
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "ERRORFLOW_WORKER_APP_ID": app_id,
             "ERRORFLOW_WORKER_NAME": name,
@@ -40,6 +51,18 @@ class WorkerProcess(ChildProcess):
     def start(self) -> WorkerProcess:
         self.spawn(["worker"], self.env, self.log)
         return self
+
+    async def ready(self, stages: tuple[str, ...], timeout_s: float = 60) -> None:
+        """Until each stage has its partitions (and has pinned its start offsets)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            text = self.log.read_text() if self.log.exists() else ""
+            if all(f"errorflow.worker.assigned stage={name} " in text for name in stages):
+                return
+            assert self.proc is not None
+            assert self.proc.poll() is None, text[-3000:]
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"worker stages {stages} not ready in {timeout_s}s")
 
 
 async def read_all(bootstrap: str, topic: str, *, timeout_ms: int = 1500) -> list[Any]:
