@@ -2,7 +2,8 @@
 
 The worker runs its stages in one process — :mod:`streams.ingest` and
 :mod:`streams.detection` (windows, anomalies, alerts), :mod:`streams.breaker_stage`
-(fleet breakers and retry budgets) — over its own internal topics
+(fleet breakers and retry budgets), :mod:`streams.recovery_stage` (recovery commands,
+dead letters, compensation sagas) — over its own internal topics
 (``<app_id>-partials``, ``-windows`` and each stage's ``-<stage>-state`` changelog),
 created here if missing. Start more processes with
 distinct ``ERRORFLOW_WORKER_NAME`` to share the partitions.
@@ -22,6 +23,7 @@ from schemas import Source
 from streams.breaker_stage import BreakerStage
 from streams.detection import DetectionStage
 from streams.ingest import IngestStage
+from streams.recovery_stage import RecoveryStage
 from streams.settings import WorkerSettings
 from streams.stage import EngineStage
 
@@ -36,10 +38,11 @@ class WorkerApp:
     ingest: IngestStage
     detection: DetectionStage
     breakers: BreakerStage
+    recovery: RecoveryStage
 
     @property
     def stages(self) -> list[EngineStage[Any]]:
-        return [self.detection, self.breakers]
+        return [self.detection, self.breakers, self.recovery]
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_topics()
@@ -59,6 +62,7 @@ class WorkerApp:
                 len(self.detection.engines),
                 self.detection.counters,
                 self.breakers.emitted,
+                self.recovery.emitted,
             )
 
     async def ensure_topics(self) -> None:
@@ -87,4 +91,5 @@ def create_app(settings: WorkerSettings | None = None) -> WorkerApp:
         IngestStage(settings, source),
         DetectionStage(settings, source),
         BreakerStage(settings, source),
+        RecoveryStage(settings, source),
     )

@@ -12,12 +12,13 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from schemas import DecodeError, Envelope, decode
 from streams.settings import WorkerSettings
 
-__all__ = ["follow_events"]
+__all__ = ["follow_events", "read_to_end"]
 
 log = logging.getLogger("errorflow.worker.follow")
 
@@ -74,3 +75,35 @@ async def _seek_back(consumer: AIOKafkaConsumer, topics: list[str], lookback_s: 
     for tp in parts:
         hit = found.get(tp)
         consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+
+
+async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of ``topic`` up to its current end (read_committed)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await producer.start()
+    try:
+        # The producer's partitions_for waits for metadata; the consumer's does not.
+        parts = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        idle_polls = 0
+        # A partition may end with transaction markers, which the client never surfaces
+        # as records, so stop after a few empty polls too.
+        while idle_polls < 3 and [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=300)
+            idle_polls = 0 if batch else idle_polls + 1
+            for part in batch.values():
+                records.extend(part)
+        return records
+    finally:
+        await producer.stop()
+        await consumer.stop()

@@ -13,6 +13,8 @@ from streams.analytics import AnalyticsConfig
 from streams.breaker_board import BoardConfig
 from streams.fleet_breaker import FleetBreakerConfig
 from streams.fleet_budget import BudgetConfig
+from streams.recovery import RecoveryConfig
+from streams.strategies import DEFAULT_TABLE, StrategyTable, load_strategies
 from streams.windows import WindowSpec
 
 __all__ = ["WorkerSettings"]
@@ -69,6 +71,23 @@ class WorkerSettings(BaseSettings):
     retry_budget_min_retries: int = Field(10, ge=0)
     retry_budget_window_s: float = Field(60, gt=0)
 
+    # Recovery: the strategy table (category → retry/queue/fail_fast/dead_letter, JSON in
+    # the environment), attempts, the durable retry backoff, how long a task may wait
+    # for capacity, compensation retries, and operation types never compensated.
+    recovery_strategies: dict[str, Literal["retry", "queue", "fail_fast", "dead_letter"]] = Field(
+        default_factory=lambda: dict(DEFAULT_TABLE)
+    )
+    recovery_max_attempts: int = Field(3, ge=1)
+    recovery_retry_base_s: float = Field(1, ge=0)
+    recovery_retry_cap_s: float = Field(60, ge=0)
+    recovery_max_park_s: float = Field(3600, gt=0)
+    recovery_task_ttl_s: float = Field(86400, gt=0)
+    saga_max_tries: int = Field(3, ge=1)
+    saga_backoff_s: float = Field(2, ge=0)
+    no_compensation: list[str] = Field(default_factory=list)
+    # On start, capacity news this old still counts (heartbeats are periodic anyway).
+    resource_lookback_s: float = Field(60, ge=0)
+
     @property
     def step_ms(self) -> int:
         """The bucket partial aggregates use: divides every window step."""
@@ -106,6 +125,24 @@ class WorkerSettings(BaseSettings):
     def budget(self) -> BudgetConfig:
         return BudgetConfig(
             self.retry_budget_ratio, self.retry_budget_min_retries, self.retry_budget_window_s
+        )
+
+    def recovery(self) -> RecoveryConfig:
+        table = StrategyTable(
+            {**DEFAULT_TABLE, **self.recovery_strategies},
+            self.recovery_max_attempts,
+            load_strategies(),
+        )
+        return RecoveryConfig(
+            table,
+            retry_base_ms=int(self.recovery_retry_base_s * 1000),
+            retry_cap_ms=int(self.recovery_retry_cap_s * 1000),
+            max_park_ms=int(self.recovery_max_park_s * 1000),
+            budget=self.budget(),
+            saga_max_tries=self.saga_max_tries,
+            saga_backoff_ms=int(self.saga_backoff_s * 1000),
+            no_compensation=frozenset(self.no_compensation),
+            task_ttl_ms=int(self.recovery_task_ttl_s * 1000),
         )
 
     def topic(self, suffix: str) -> str:

@@ -27,6 +27,7 @@ from aiokafka.admin import NewTopic
 
 from schemas import Envelope, Source, encode, key_of
 from schemas.topics import topic_of
+from streams.follow import read_to_end
 from streams.settings import WorkerSettings
 
 __all__ = ["EngineStage", "Output"]
@@ -251,36 +252,15 @@ class EngineStage(ABC, Generic[E]):
             await self._consumer.commit(fresh)
 
     async def _read_state(self, wanted: set[int]) -> dict[int, dict[str, Any]]:
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
-        await reader.start()
-        try:
-            partitions = await self._producer.partitions_for(self.state_topic)
-            parts = [TopicPartition(self.state_topic, p) for p in sorted(partitions)]
-            reader.assign(parts)
-            await reader.seek_to_beginning(*parts)
-            ends = await reader.end_offsets(parts)
-            entries: dict[int, dict[str, Any]] = {}
-            idle_polls = 0
-            # Read to the end. A partition may end with transaction markers, which the
-            # client never surfaces as records, so stop after a few empty polls too.
-            while idle_polls < 3 and [tp for tp in parts if await reader.position(tp) < ends[tp]]:
-                batch = await reader.getmany(timeout_ms=300)
-                idle_polls = 0 if batch else idle_polls + 1
-                for records in batch.values():
-                    for record in records:
-                        partition_text, _, key = record.key.decode().partition("/")
-                        partition = int(partition_text)
-                        if partition not in wanted:
-                            continue
-                        mine = entries.setdefault(partition, {})
-                        if record.value is None:
-                            mine.pop(key, None)
-                        else:
-                            mine[key] = json.loads(record.value)
-            return entries
-        finally:
-            await reader.stop()
+        entries: dict[int, dict[str, Any]] = {}
+        for record in await read_to_end(self.settings.kafka_bootstrap_servers, self.state_topic):
+            partition_text, _, key = record.key.decode().partition("/")
+            partition = int(partition_text)
+            if partition not in wanted:
+                continue
+            mine = entries.setdefault(partition, {})
+            if record.value is None:
+                mine.pop(key, None)
+            else:
+                mine[key] = json.loads(record.value)
+        return entries

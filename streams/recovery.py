@@ -1,0 +1,487 @@
+"""The recovery manager of one partition of task events (pure, time in ms).
+
+It keeps a record per live task (template, task data, recorded operations, errors) and
+answers ``task.failed`` with the strategy table's action:
+
+- retry: ``recovery.retry`` with a backoff ``not_before``, held in state and emitted
+  when due — the delay survives restarts because the state does;
+- queue: ``recovery.queued`` now; the task stays parked until capacity of its resource
+  kind shows up (``resource.available``, or an idle worker's heartbeat), then
+  ``recovery.retry``; after ``max_park_ms`` it is dead-lettered;
+- fail_fast: ``recovery.fail_fast`` with the user-facing notification;
+- dead_letter: ``task.dead_lettered`` (the full record, replayable) and
+  ``recovery.dead_lettered``.
+
+A final failure (dead letter, fail fast) starts the compensation saga of the task's
+recorded operations (:mod:`streams.saga`) unless its operation type is exempt. Retries
+are also held to a per-template fleet budget (:mod:`streams.fleet_budget`). Every
+command id derives from the event that caused it, so reprocessing emits the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas import (
+    AlertFiring,
+    CompensateOperation,
+    CompensationCompleted,
+    CompensationFailed,
+    DeadLetterTask,
+    Envelope,
+    FailTaskFast,
+    OperationRecorded,
+    QueueTask,
+    RetryTask,
+    Source,
+    TaskAttemptFailed,
+    TaskDeadLettered,
+    TaskFailed,
+    TaskStarted,
+    TaskSucceeded,
+    command_id,
+)
+from streams.fleet_budget import BudgetConfig, FleetBudget
+from streams.saga import Saga
+from streams.strategies import Decision, StrategyTable
+
+__all__ = ["RecoveryConfig", "RecoveryEngine", "TaskRecord"]
+
+_NS = uuid.UUID("5b0c1d7e-2a43-4c1f-8e0b-9d6a3f7c2e15")
+_MAX_ERRORS = 20
+_BUDGET_KEY = "~budgets"
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryConfig:
+    strategies: StrategyTable
+    retry_base_ms: int = 1_000
+    retry_cap_ms: int = 60_000
+    max_park_ms: int = 3_600_000
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    saga_max_tries: int = 3
+    saga_backoff_ms: int = 2_000
+    no_compensation: frozenset[str] = frozenset()
+    task_ttl_ms: int = 86_400_000
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    task_id: str
+    template_id: str
+    operation_type: str
+    task_data: dict[str, Any] | None = None
+    operations: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    last_ms: int = 0
+    retried: bool = False
+    # A timer: {"kind": "retry", due_ms, cause, attempt, reason} or
+    # {"kind": "park", since_ms, due_ms (deadline), cause, resource_kind, amount}.
+    pending: dict[str, Any] | None = None
+    saga: dict[str, Any] | None = None
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _ms(event: Envelope) -> int:
+    return int(event.occurred_at.timestamp() * 1000)
+
+
+class RecoveryEngine:
+    def __init__(self, config: RecoveryConfig, source: Source) -> None:
+        self.config = config
+        self.source = source
+        self.tasks: dict[str, TaskRecord] = {}
+        self.budgets: dict[str, FleetBudget] = {}
+        self._out: list[Envelope] = []
+        self._dirty: set[str] = set()
+
+    # -- input ---------------------------------------------------------------------------
+
+    def apply(self, event: Envelope, now_ms: int) -> None:
+        task_id = getattr(event, "task_id", None)
+        if task_id is None:
+            return
+        if isinstance(event, TaskStarted | OperationRecorded | TaskAttemptFailed):
+            record = self._record(event)
+            if isinstance(event, TaskStarted) and event.task_data is not None:
+                record.task_data = event.task_data
+            elif isinstance(event, OperationRecorded):
+                known = {op["operation_id"] for op in record.operations}
+                if event.operation_id not in known:
+                    record.operations.append(
+                        {
+                            "operation_id": event.operation_id,
+                            "operation_kind": event.operation_kind,
+                            "data": event.data,
+                        }
+                    )
+            elif isinstance(event, TaskAttemptFailed):
+                self._remember_error(record, event.error.model_dump(mode="json"))
+        elif isinstance(event, TaskSucceeded):
+            self._budget(event.template_id).record(ok=True, retry=False, at_ms=_ms(event))
+            self._dirty.add(_BUDGET_KEY)
+            live = self.tasks.get(task_id)
+            if live is None or live.saga is None:
+                self._drop(task_id)  # done: nothing to recover or undo
+        elif isinstance(event, TaskFailed):
+            self._failed(event, now_ms)
+        elif isinstance(event, CompensationCompleted | CompensationFailed):
+            self._compensation_answer(event, now_ms)
+
+    def capacity(self, kind: str, amount: float, where: str, at_ms: int, now_ms: int) -> None:
+        """Capacity of ``kind`` seen at ``at_ms``: release tasks parked before it, oldest
+        first, while the amount lasts."""
+        parked = sorted(
+            (
+                record
+                for record in self.tasks.values()
+                if record.pending is not None
+                and record.pending["kind"] == "park"
+                and record.pending["resource_kind"] == kind
+                and record.pending["since_ms"] < at_ms
+            ),
+            key=lambda r: r.pending["since_ms"],  # type: ignore[index]
+        )
+        for record in parked:
+            pending = record.pending or {}
+            if amount < pending["amount"]:
+                break
+            amount -= pending["amount"]
+            record.pending = None
+            record.retried = True
+            self._dirty.add(record.task_id)
+            self._emit_retry(
+                record,
+                cause=pending["cause"],
+                qualifier="release",
+                attempt=record.attempts + 1,
+                not_before_ms=now_ms,
+                reason=f"resource error: released, {kind} available on {where}",
+                now_ms=now_ms,
+            )
+
+    # -- the clock -----------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> list[Envelope]:
+        """Due retries, expired parks, due saga steps; then everything to send."""
+        for record in list(self.tasks.values()):
+            pending = record.pending
+            if pending is not None and now_ms >= pending["due_ms"]:
+                record.pending = None
+                self._dirty.add(record.task_id)
+                if pending["kind"] == "retry":
+                    self._emit_retry(
+                        record,
+                        cause=pending["cause"],
+                        qualifier="retry",
+                        attempt=pending["attempt"],
+                        not_before_ms=pending["due_ms"],
+                        reason=pending["reason"],
+                        now_ms=now_ms,
+                    )
+                else:
+                    waited = (now_ms - pending["since_ms"]) // 1000
+                    decision = Decision(
+                        "dead_letter",
+                        f"resource error: no {pending['resource_kind']} capacity in {waited}s",
+                    )
+                    self._final(record, pending["cause"], "resource", decision, now_ms)
+            if record.saga is not None:
+                self._advance_saga(record, now_ms)
+            if (
+                record.pending is None
+                and record.saga is None
+                and now_ms - record.last_ms > self.config.task_ttl_ms
+            ):
+                self._drop(record.task_id)
+        out, self._out = self._out, []
+        return out
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def _failed(self, event: TaskFailed, now_ms: int) -> None:
+        record = self._record(event)
+        record.attempts = max(record.attempts, event.attempts)
+        if event.task_data is not None:
+            record.task_data = event.task_data
+        self._remember_error(record, event.error.model_dump(mode="json"))
+        decision = self.config.strategies.decide(event)
+        category = event.error.category
+        cause = event.event_id
+        if decision.action == "retry":
+            if not self._budget(event.template_id).try_spend(now_ms):
+                budget = self._budget(event.template_id)
+                decision = Decision(
+                    "dead_letter",
+                    f"{category} error: the fleet retry budget of {event.template_id} is "
+                    f"spent ({budget.retries} retries, {budget.successes} successes)",
+                )
+            else:
+                self._dirty.add(_BUDGET_KEY)
+                record.retried = True
+                record.pending = {
+                    "kind": "retry",
+                    "due_ms": now_ms + self._backoff_ms(cause, event.attempts),
+                    "cause": cause,
+                    "attempt": event.attempts + 1,
+                    "reason": decision.reason,
+                }
+                return
+        if decision.action == "queue":
+            need = event.resource
+            kind = need.kind if need is not None else "unknown"
+            record.pending = {
+                "kind": "park",
+                "since_ms": now_ms,
+                "due_ms": now_ms + self.config.max_park_ms,
+                "cause": cause,
+                "resource_kind": kind,
+                "amount": need.amount if need is not None else 1,
+            }
+            self._out.append(
+                self._command(
+                    QueueTask,
+                    cause,
+                    "queue",
+                    now_ms,
+                    task_id=record.task_id,
+                    reason=decision.reason,
+                    resource_kind=kind,
+                    template_id=record.template_id,
+                )
+            )
+            return
+        self._final(record, cause, category, decision, now_ms)
+
+    def _final(
+        self, record: TaskRecord, cause: str, category: str, decision: Decision, now_ms: int
+    ) -> None:
+        """Fail fast or dead-letter, then compensate what the task did."""
+        common = {"task_id": record.task_id, "reason": decision.reason}
+        if decision.action == "fail_fast":
+            self._out.append(
+                self._command(
+                    FailTaskFast,
+                    cause,
+                    "fail_fast",
+                    now_ms,
+                    **common,
+                    notification=decision.notification or decision.reason,
+                    template_id=record.template_id,
+                )
+            )
+        else:
+            self._out.append(
+                TaskDeadLettered(
+                    event_id=str(uuid.uuid5(_NS, f"{cause}|dead-letter")),
+                    occurred_at=_utc(now_ms),
+                    source=self.source,
+                    task_id=record.task_id,
+                    template_id=record.template_id,
+                    operation_type=record.operation_type,
+                    attempts=max(1, record.attempts),
+                    errors=record.errors,
+                    task_data=record.task_data,
+                    reason=decision.reason,
+                    category=category,
+                )
+            )
+            self._out.append(
+                self._command(
+                    DeadLetterTask,
+                    cause,
+                    "dead_letter",
+                    now_ms,
+                    **common,
+                    template_id=record.template_id,
+                )
+            )
+        exempt = record.operation_type in self.config.no_compensation
+        if record.operations and not exempt:
+            record.saga = Saga.start(cause, record.operations).to_dict()
+            self._advance_saga(record, now_ms)
+        else:
+            self._drop(record.task_id)
+
+    def _emit_retry(
+        self,
+        record: TaskRecord,
+        *,
+        cause: str,
+        qualifier: str,
+        attempt: int,
+        not_before_ms: int,
+        reason: str,
+        now_ms: int,
+    ) -> None:
+        self._out.append(
+            self._command(
+                RetryTask,
+                cause,
+                qualifier,
+                now_ms,
+                task_id=record.task_id,
+                template_id=record.template_id,
+                operation_type=record.operation_type,
+                attempt=attempt,
+                not_before=_utc(not_before_ms),
+                task_data=record.task_data,
+                reason=reason,
+            )
+        )
+
+    # -- sagas ---------------------------------------------------------------------------
+
+    def _compensation_answer(
+        self, event: CompensationCompleted | CompensationFailed, now_ms: int
+    ) -> None:
+        record = self.tasks.get(event.task_id)
+        if record is None or record.saga is None:
+            return  # not ours, or long finished: a duplicate answer changes nothing
+        saga = Saga.from_dict(record.saga)
+        if isinstance(event, CompensationCompleted):
+            saga.completed(event.command_id)
+        else:
+            error = event.error.message if event.error else str(getattr(event, "reason", ""))
+            gave_up = saga.failed(
+                event.command_id,
+                error,
+                now_ms,
+                max_tries=self.config.saga_max_tries,
+                backoff_ms=self.config.saga_backoff_ms,
+            )
+            if gave_up:
+                self._out.append(self._saga_alert(record, saga, now_ms))
+        record.saga = saga.to_dict()
+        self._dirty.add(record.task_id)
+        self._advance_saga(record, now_ms)
+
+    def _advance_saga(self, record: TaskRecord, now_ms: int) -> None:
+        saga = Saga.from_dict(record.saga or {})
+        step = saga.next_step(now_ms)
+        if step is None and saga.status not in ("done", "failed"):
+            return  # waiting for an answer or a backoff: nothing changed
+        if step is not None:
+            operation = step.operation
+            self._out.append(
+                CompensateOperation(
+                    event_id=str(uuid.uuid5(_NS, f"{step.command_id}|event")),
+                    occurred_at=_utc(now_ms),
+                    source=self.source,
+                    command_id=step.command_id,
+                    causation_id=saga.cause,
+                    task_id=record.task_id,
+                    operation_id=operation["operation_id"],
+                    operation_kind=operation["operation_kind"],
+                    data=operation["data"],
+                    step=step.step,
+                    total_steps=step.total,
+                    template_id=record.template_id,
+                )
+            )
+        self._dirty.add(record.task_id)
+        if saga.status in ("done", "failed"):
+            self._drop(record.task_id)
+        else:
+            record.saga = saga.to_dict()
+
+    def _saga_alert(self, record: TaskRecord, saga: Saga, now_ms: int) -> AlertFiring:
+        operation = saga.current or {}
+        alert_id = hashlib.sha1(  # noqa: S324 - an id, not security
+            f"compensation|{record.task_id}|{operation.get('operation_id')}".encode()
+        ).hexdigest()[:16]
+        return AlertFiring(
+            event_id=str(uuid.uuid5(_NS, f"{saga.cause}|alert|{saga.index}")),
+            occurred_at=_utc(now_ms),
+            source=self.source,
+            alert_id=alert_id,
+            name="compensation_failed",
+            severity="high",
+            labels={
+                "task_id": record.task_id,
+                "template_id": record.template_id,
+                "operation_kind": str(operation.get("operation_kind")),
+            },
+            value=float(saga.tries),
+            threshold=float(self.config.saga_max_tries),
+            summary=(
+                f"compensating {operation.get('operation_kind')} of task {record.task_id} "
+                f"failed {saga.tries} times ({saga.errors[-1] if saga.errors else 'no error'})"
+                "; the saga stopped, compensate by hand"
+            ),
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _command(
+        self, model: type[Envelope], cause: str, qualifier: str, now_ms: int, **fields: Any
+    ) -> Envelope:
+        cid = command_id(cause, qualifier)
+        return model(
+            event_id=str(uuid.uuid5(_NS, f"{cid}|event")),
+            occurred_at=_utc(now_ms),
+            source=self.source,
+            command_id=cid,
+            causation_id=cause,
+            **fields,
+        )
+
+    def _backoff_ms(self, cause: str, attempts: int) -> int:
+        """Exponential with jitter — deterministic per cause, so a replay agrees."""
+        ceiling = min(self.config.retry_cap_ms, self.config.retry_base_ms * 2 ** (attempts - 1))
+        fraction = int(hashlib.sha1(cause.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF  # noqa: S324
+        return int(ceiling * (0.5 + 0.5 * fraction))
+
+    def _record(self, event: Any) -> TaskRecord:
+        record = self.tasks.get(event.task_id)
+        if record is None:
+            record = self.tasks[event.task_id] = TaskRecord(
+                event.task_id, event.template_id, event.operation_type
+            )
+        record.attempts = max(record.attempts, event.attempt)
+        record.last_ms = _ms(event)
+        self._dirty.add(event.task_id)
+        return record
+
+    def _remember_error(self, record: TaskRecord, error: dict[str, Any]) -> None:
+        record.errors = [*record.errors, error][-_MAX_ERRORS:]
+
+    def _budget(self, template_id: str) -> FleetBudget:
+        budget = self.budgets.get(template_id)
+        if budget is None:
+            budget = self.budgets[template_id] = FleetBudget(self.config.budget)
+        return budget
+
+    def _drop(self, task_id: str) -> None:
+        if self.tasks.pop(task_id, None) is not None:
+            self._dirty.add(task_id)
+
+    # -- state entries -------------------------------------------------------------------
+
+    def changes(self) -> dict[str, Any | None]:
+        dirty, self._dirty = self._dirty, set()
+        out: dict[str, Any | None] = {}
+        for key in dirty:
+            if key == _BUDGET_KEY:
+                out[key] = {t: b.snapshot() for t, b in self.budgets.items()}
+            else:
+                record = self.tasks.get(key)
+                out[key] = asdict(record) if record is not None else None
+        return out
+
+    def load(self, entries: dict[str, Any]) -> None:
+        for key, value in entries.items():
+            if key == _BUDGET_KEY:
+                self.budgets = {
+                    t: FleetBudget.restore(self.config.budget, b) for t, b in value.items()
+                }
+            else:
+                self.tasks[key] = TaskRecord(**value)

@@ -1,0 +1,88 @@
+"""Stage: task events → recovery commands, dead letters and compensation sagas, exactly once.
+
+Consumes ``errorflow.task-events`` (keyed by task id, so a task's record, timers and
+saga live in one partition's :class:`~streams.recovery.RecoveryEngine`). Timers — due
+retries, park limits, saga backoffs — fire on the stage's tick; their state is in the
+changelog, so a delay survives a restart. Capacity news (``resource.available``, and
+heartbeats of idle workers with a free GPU) is read group-less from
+``errorflow.heartbeats`` by every worker, because a parked task may sit in any
+partition; a release's command id derives from the park, so two releases of one task
+are one command to runners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from schemas import DecodeError, Envelope, ResourceAvailable, Source, WorkerHeartbeat, decode
+from schemas.topics import HEARTBEATS, TASK_EVENTS
+from streams.follow import follow_events
+from streams.recovery import RecoveryEngine
+from streams.settings import WorkerSettings
+from streams.stage import EngineStage, Output
+
+__all__ = ["RecoveryStage", "capacity_of"]
+
+log = logging.getLogger("errorflow.worker.recovery")
+
+
+def capacity_of(event: Envelope) -> list[tuple[str, float, str]]:
+    """(resource kind, amount, worker) that ``event`` shows free."""
+    if isinstance(event, ResourceAvailable):
+        return [(event.resource_kind, event.amount, event.worker_id)]
+    if isinstance(event, WorkerHeartbeat) and event.in_flight == 0 and event.queue_depth == 0:
+        free = sum(1 for gpu in event.gpu or [] if gpu.available)
+        return [("gpu", free, event.worker_id)] if free else []
+    return []
+
+
+class RecoveryStage(EngineStage[RecoveryEngine]):
+    def __init__(self, settings: WorkerSettings, source: Source) -> None:
+        super().__init__(
+            settings,
+            source,
+            name="recovery",
+            topics=[TASK_EVENTS.name],
+            start_from=settings.start_from,
+        )
+        self.config = settings.recovery()
+        self.undecodable = 0
+
+    def new_engine(self) -> RecoveryEngine:
+        return RecoveryEngine(self.config, self.source)
+
+    def feed(self, engine: RecoveryEngine, value: bytes | None, key: bytes | None) -> None:
+        try:
+            event = decode(value or b"")
+        except DecodeError:
+            self.undecodable += 1  # the ingest stage sends it to errorflow.poison
+            return
+        engine.apply(event, int(time.time() * 1000))
+
+    def collect(self, engine: RecoveryEngine, now_ms: int) -> list[Output]:
+        return [Output.event(event) for event in engine.tick(now_ms)]
+
+    def changes(self, engine: RecoveryEngine) -> dict[str, Any | None]:
+        return engine.changes()
+
+    def load(self, engine: RecoveryEngine, entries: dict[str, Any]) -> None:
+        engine.load(entries)
+
+    async def background(self, stop: asyncio.Event) -> None:
+        """Capacity news, applied to every engine as it arrives."""
+        lookback = self.settings.resource_lookback_s
+        async for event in follow_events(
+            self.settings, [HEARTBEATS.name], stop, lookback_s=lookback
+        ):
+            found = capacity_of(event)
+            if not found:
+                continue
+            at_ms = int(event.occurred_at.timestamp() * 1000)
+            now_ms = int(time.time() * 1000)
+            for partition, engine in self.engines.items():
+                for kind, amount, where in found:
+                    engine.capacity(kind, amount, where, at_ms, now_ms)
+                self.touch(partition)

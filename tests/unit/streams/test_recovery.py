@@ -1,0 +1,203 @@
+"""The recovery manager and compensation sagas, with time as an argument."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import schemas as s
+from streams.fleet_budget import BudgetConfig
+from streams.recovery import RecoveryConfig, RecoveryEngine
+from streams.saga import Saga
+from streams.strategies import DEFAULT_TABLE, Decision, StrategyTable
+from tests.samples import SOURCE, T0, error
+
+NOW = int(T0.timestamp() * 1000)
+TASK = {"task_id": "t1", "template_id": "video-gen", "operation_type": "video_generation"}
+
+
+def _engine(**config: Any) -> RecoveryEngine:
+    settings = {
+        "strategies": StrategyTable(DEFAULT_TABLE, max_attempts=3),
+        "retry_base_ms": 1000,
+        "max_park_ms": 60_000,
+        "budget": BudgetConfig(0.1, 100, 60),
+        **config,
+    }
+    return RecoveryEngine(RecoveryConfig(**settings), SOURCE)
+
+
+def _at(ms: int) -> Any:
+    return T0 + timedelta(milliseconds=ms)
+
+
+def _failed(category: str = "transient", attempts: int = 1, **extra: Any) -> s.TaskFailed:
+    return s.TaskFailed(
+        source=SOURCE,
+        occurred_at=_at(0),
+        **TASK,
+        attempt=attempts,
+        attempts=attempts,
+        error=error(category),  # type: ignore[arg-type]
+        task_data={"prompt": "x"},
+        **extra,
+    )
+
+
+def _ops(engine: RecoveryEngine, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        op = s.OperationRecorded(
+            source=SOURCE,
+            occurred_at=_at(i),
+            **TASK,
+            attempt=1,
+            operation_id=f"op-{i}",
+            operation_kind=f"kind-{i}",
+            data={"i": i},
+        )
+        engine.apply(op, NOW)
+        ids.append(op.operation_id)
+    return ids
+
+
+def test_transient_retry_is_emitted_when_due_and_survives_a_restart() -> None:
+    """Nothing before the backoff; after it exactly one recovery.retry with attempt 2 and
+    the task data — also from an engine rebuilt from the state entries in between."""
+    engine = _engine()
+    engine.apply(_failed(), NOW)
+    assert engine.tick(NOW + 100) == []
+    rebuilt = _engine()
+    rebuilt.load({k: v for k, v in engine.changes().items() if v is not None})
+    [retry] = rebuilt.tick(NOW + 1_000)
+    assert isinstance(retry, s.RetryTask)
+    assert (retry.attempt, retry.task_data) == (2, {"prompt": "x"})
+    assert rebuilt.tick(NOW + 5_000) == []
+    [again] = engine.tick(NOW + 1_000)  # the original engine, as after a crash replay
+    assert (again.command_id, again.event_id) == (retry.command_id, retry.event_id)  # type: ignore[attr-defined]
+
+
+def test_out_of_attempts_dead_letters_with_the_full_record() -> None:
+    engine = _engine()
+    engine.apply(_failed(attempts=3), NOW)
+    letter, command = engine.tick(NOW)
+    assert isinstance(letter, s.TaskDeadLettered)
+    assert (letter.attempts, letter.task_data, len(letter.errors)) == (3, {"prompt": "x"}, 1)
+    assert isinstance(command, s.DeadLetterTask)
+    assert "out of attempts" in command.reason
+
+
+def test_validation_fails_fast_with_a_notification() -> None:
+    engine = _engine()
+    engine.apply(_failed("validation"), NOW)
+    [command] = engine.tick(NOW)
+    assert isinstance(command, s.FailTaskFast)
+    assert "Fix the input" in command.notification
+
+
+def test_resource_error_parks_until_capacity_then_releases_once() -> None:
+    """Queued now; capacity seen before parking releases nothing; capacity after it
+    releases the task as recovery.retry; more capacity releases nothing more."""
+    engine = _engine()
+    engine.apply(_failed("resource", resource=s.ResourceNeed(kind="gpu", amount=1)), NOW)
+    [queued] = engine.tick(NOW)
+    assert isinstance(queued, s.QueueTask)
+    assert queued.resource_kind == "gpu"
+    engine.capacity("gpu", 4, "gpu-1", NOW - 1, NOW + 10)
+    engine.capacity("disk", 4, "gpu-1", NOW + 5, NOW + 10)
+    assert engine.tick(NOW + 10) == []
+    engine.capacity("gpu", 1, "gpu-2", NOW + 20, NOW + 30)
+    [released] = engine.tick(NOW + 30)
+    assert isinstance(released, s.RetryTask)
+    assert "released" in released.reason
+    engine.capacity("gpu", 1, "gpu-2", NOW + 40, NOW + 50)
+    assert engine.tick(NOW + 50) == []
+
+
+def test_a_park_past_its_limit_is_dead_lettered() -> None:
+    engine = _engine(max_park_ms=1_000)
+    engine.apply(_failed("resource", resource=s.ResourceNeed(kind="gpu")), NOW)
+    engine.tick(NOW)
+    out = engine.tick(NOW + 1_000)
+    assert [e.type for e in out] == ["task.dead_lettered", "recovery.dead_lettered"]
+
+
+def test_permanent_failure_compensates_in_reverse_one_at_a_time_exactly_once() -> None:
+    engine = _engine()
+    ids = _ops(engine, 3)
+    engine.apply(_failed("permanent"), NOW)
+    out = engine.tick(NOW)
+    steps = [e for e in out if isinstance(e, s.CompensateOperation)]
+    assert [(c.operation_id, c.step, c.total_steps) for c in steps] == [(ids[2], 1, 3)]
+    done = []
+    for expected in (ids[1], ids[0]):
+        answer = s.CompensationCompleted(
+            source=SOURCE,
+            task_id="t1",
+            operation_id=done[-1] if done else ids[2],
+            command_id=steps[-1].command_id,
+        )
+        engine.apply(answer, NOW)
+        engine.apply(answer, NOW)  # a duplicate answer changes nothing
+        [step] = engine.tick(NOW)
+        assert isinstance(step, s.CompensateOperation)
+        assert step.operation_id == expected
+        steps.append(step)
+        done.append(expected)
+    last = s.CompensationCompleted(
+        source=SOURCE, task_id="t1", operation_id=ids[0], command_id=steps[-1].command_id
+    )
+    engine.apply(last, NOW)
+    assert engine.tick(NOW) == []
+    assert "t1" not in engine.tasks
+
+
+def test_failed_compensation_is_retried_with_backoff_then_alerts() -> None:
+    engine = _engine(saga_max_tries=2, saga_backoff_ms=1_000)
+    _ops(engine, 1)
+    engine.apply(_failed("validation"), NOW)
+    first = [e for e in engine.tick(NOW) if isinstance(e, s.CompensateOperation)][0]
+    failure = s.CompensationFailed(
+        source=SOURCE, task_id="t1", operation_id="op-0", command_id=first.command_id
+    )
+    engine.apply(failure, NOW)
+    assert engine.tick(NOW + 500) == []
+    [second] = engine.tick(NOW + 1_000)
+    assert isinstance(second, s.CompensateOperation)
+    assert second.command_id != first.command_id
+    engine.apply(failure.model_copy(update={"command_id": second.command_id}), NOW + 1_100)
+    [alert] = engine.tick(NOW + 1_100)
+    assert isinstance(alert, s.AlertFiring)
+    assert alert.name == "compensation_failed"
+
+
+def test_success_drops_the_task_and_feeds_the_template_budget() -> None:
+    """With a floor of 1 retry and 10%: 1 retry is granted, the next is dead-lettered as
+    over budget until successes earn more."""
+    engine = _engine(budget=BudgetConfig(0.1, 1, 60))
+    engine.apply(_failed(), NOW)
+    engine.apply(_failed().model_copy(update={"task_id": "t2", "event_id": "e2"}), NOW)
+    out = engine.tick(NOW)
+    assert [e.type for e in out] == ["task.dead_lettered", "recovery.dead_lettered"]
+    assert "budget" in out[1].reason  # type: ignore[attr-defined]
+    ok = s.TaskSucceeded(source=SOURCE, occurred_at=_at(0), **TASK, attempt=2, duration_ms=1)
+    engine.apply(ok, NOW)
+    assert engine.budgets["video-gen"].successes == 1
+
+
+def test_custom_strategy_overrides_the_table() -> None:
+    def never_retry(failure: s.TaskFailed, left: int) -> Decision | None:
+        return Decision("dead_letter", "policy: no retries for video") if left else None
+
+    table = StrategyTable(DEFAULT_TABLE, 3, {"transient": never_retry})
+    assert table.decide(_failed()).reason == "policy: no retries for video"
+    assert table.decide(_failed("resource")).action == "queue"
+
+
+def test_saga_ignores_answers_for_other_commands() -> None:
+    saga = Saga.start("cause", [{"operation_id": "a"}, {"operation_id": "b"}])
+    step = saga.next_step(0)
+    assert step is not None
+    assert step.operation["operation_id"] == "b"
+    assert saga.completed("something-else") is False
+    assert saga.next_step(0) is None  # still outstanding
