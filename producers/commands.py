@@ -144,6 +144,8 @@ class CommandListener:
             group_id=self.handler.config.command_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # The streams send commands in transactions: never act on an aborted one.
+            isolation_level="read_committed",
         )
         await consumer.start()
         try:
