@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup tools test unit lint format demo kafka-stop clean bench-sdk bench-sink bench-worker
+.PHONY: setup tools test unit lint format demo kafka-stop clean bench-sdk bench-sink bench-worker bench-breaker
 
 setup: $(VENV)/.installed tools
 
@@ -54,6 +54,11 @@ bench-worker: setup
 	$(BIN)/errorflow kafka start
 	$(BIN)/errorflow topics create
 	$(BIN)/python -m benchmarks.worker_throughput --kafka 127.0.0.1:9092
+
+bench-breaker: setup
+	$(BIN)/errorflow kafka start
+	$(BIN)/errorflow topics create
+	$(BIN)/python -m benchmarks.breaker_latency --kafka 127.0.0.1:9092
 
 kafka-stop:
 	$(BIN)/errorflow kafka stop

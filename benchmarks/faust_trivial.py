@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 import uuid
 
@@ -22,6 +23,8 @@ def main() -> None:
         value_serializer="raw",
         web_enabled=False,
         store="memory://",
+        # Faust makes a data directory even for memory stores: not in the repository.
+        datadir=tempfile.mkdtemp(prefix="errorflow-faust-bench-"),
         consumer_auto_offset_reset="earliest",
     )
     topic = app.topic(
