@@ -77,12 +77,23 @@ async def run(bootstrap: str, trials: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="errorflow-bench-breaker-"))
     log = tmp / "worker.log"
     worker = start_worker(bootstrap, log)
-    common = {"kafka_bootstrap_servers": bootstrap, "data_dir": tmp}
+
+    def runner(name: str) -> ErrorHandler:
+        return ErrorHandler(
+            SDKConfig(
+                kafka_bootstrap_servers=bootstrap,
+                data_dir=tmp,
+                runner_id=f"bench-{name}",
+                worker_id=name,
+                command_group=f"bench-{uuid.uuid4().hex[:6]}",
+            )
+        )
+
     try:
         await wait_ready(log)
         async with (
-            ErrorHandler(SDKConfig(**common, runner_id="bench-a", worker_id="a")) as failing,
-            ErrorHandler(SDKConfig(**common, runner_id="bench-b", worker_id="b")) as watching,
+            runner("a") as failing,
+            runner("b") as watching,
         ):
             await asyncio.sleep(2.0)  # B's breaker-state consumer is at the end of the topic
             for _ in range(3):  # warm-up: connections, metadata, first transactions
