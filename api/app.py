@@ -110,7 +110,9 @@ def create_app(
     @app.get("/api/v1/errors/recovery/stats")
     async def recovery(hours: int = Query(24, ge=1, le=24 * 31)) -> dict[str, Any]:
         since = datetime.now(UTC) - timedelta(hours=hours)
-        return await ch.run(queries.recovery_stats, ch.client, database=database, since=since)
+        totals = await ch.run(queries.recovery_stats, ch.client, database=database, since=since)
+        by = await ch.run(queries.recovery_stats_by, ch.client, database=database, since=since)
+        return {**totals, "by_template_and_category": by}
 
     @app.get("/api/v1/errors/self-healing/stats")
     async def healing(hours: int = Query(24, ge=1, le=24 * 31)) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ __all__ = [
     "healing_history",
     "latest_breaker_states",
     "recovery_stats",
+    "recovery_stats_by",
     "task_history",
     "top_fingerprints",
 ]
@@ -230,6 +231,46 @@ def recovery_stats(
     )
     rows = _rows(client, f"SELECT {counts}", _window(since, until, timedelta(hours=24)))
     return rows[0]
+
+
+def recovery_stats_by(
+    client: Client,
+    *,
+    database: str = "errorflow",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Recovery per template and error category: retries issued, released from the
+    resource queue, queued, dead-lettered, failed fast (from the optional ``category``
+    field the recovery manager puts on its commands), and per template the tasks that
+    succeeded after a retry."""
+    sql = f"""
+        SELECT c.template_id AS template_id, c.category AS category,
+               c.retries_issued AS retries_issued, c.released AS released,
+               c.queued AS queued, c.dead_lettered AS dead_lettered,
+               c.failed_fast AS failed_fast,
+               ifNull(s.succeeded_after_retry, 0) AS succeeded_after_retry
+        FROM (SELECT template_id, JSONExtractString(payload, 'category') AS category,
+                     countIf(type = 'recovery.retry') AS retries_issued,
+                     countIf(type = 'recovery.retry'
+                             AND startsWith(reason, 'resource error: released')) AS released,
+                     countIf(type = 'recovery.queued') AS queued,
+                     countIf(type = 'recovery.dead_lettered') AS dead_lettered,
+                     countIf(type = 'recovery.fail_fast') AS failed_fast
+              FROM {database}.commands
+              WHERE _error = '' AND startsWith(type, 'recovery.')
+                AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}}
+              GROUP BY template_id, category) AS c
+        LEFT JOIN (SELECT template_id, count() AS succeeded_after_retry
+                   FROM {database}.events
+                   WHERE _error = '' AND type = 'task.succeeded' AND attempt > 1
+                     AND occurred_at >= {{since:DateTime64(3)}}
+                     AND occurred_at < {{until:DateTime64(3)}}
+                   GROUP BY template_id) AS s
+          ON c.template_id = s.template_id
+        ORDER BY template_id, category
+    """  # noqa: S608
+    return _rows(client, sql, _window(since, until, timedelta(hours=24)))
 
 
 def healing_history(

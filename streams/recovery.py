@@ -15,7 +15,9 @@ answers ``task.failed`` with the strategy table's action:
 A final failure (dead letter, fail fast) starts the compensation saga of the task's
 recorded operations (:mod:`streams.saga`) unless its operation type is exempt. Retries
 are also held to a per-template fleet budget (:mod:`streams.fleet_budget`). Every
-command id derives from the event that caused it, so reprocessing emits the same ids.
+command id derives from the event that caused it, so reprocessing emits the same ids. Recovery commands
+carry the optional fields ``template_id`` and ``category`` for the per-template,
+per-category recovery stats (``sinks.queries.recovery_stats_by``).
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ class RecoveryEngine:
                 attempt=record.attempts + 1,
                 not_before_ms=now_ms,
                 reason=f"resource error: released, {kind} available on {where}",
+                category="resource",
                 now_ms=now_ms,
             )
 
@@ -185,6 +188,7 @@ class RecoveryEngine:
                         attempt=pending["attempt"],
                         not_before_ms=pending["due_ms"],
                         reason=pending["reason"],
+                        category=pending.get("category", "transient"),
                         now_ms=now_ms,
                     )
                 else:
@@ -233,6 +237,7 @@ class RecoveryEngine:
                     "cause": cause,
                     "attempt": event.attempts + 1,
                     "reason": decision.reason,
+                    "category": category,
                 }
                 return
         if decision.action == "queue":
@@ -256,6 +261,7 @@ class RecoveryEngine:
                     reason=decision.reason,
                     resource_kind=kind,
                     template_id=record.template_id,
+                    category=category,
                 )
             )
             return
@@ -276,6 +282,7 @@ class RecoveryEngine:
                     **common,
                     notification=decision.notification or decision.reason,
                     template_id=record.template_id,
+                    category=category,
                 )
             )
         else:
@@ -302,6 +309,7 @@ class RecoveryEngine:
                     now_ms,
                     **common,
                     template_id=record.template_id,
+                    category=category,
                 )
             )
         exempt = record.operation_type in self.config.no_compensation
@@ -320,6 +328,7 @@ class RecoveryEngine:
         attempt: int,
         not_before_ms: int,
         reason: str,
+        category: str,
         now_ms: int,
     ) -> None:
         self._out.append(
@@ -335,6 +344,7 @@ class RecoveryEngine:
                 not_before=_utc(not_before_ms),
                 task_data=record.task_data,
                 reason=reason,
+                category=category,
             )
         )
 

@@ -198,15 +198,28 @@ async def test_retry_storm_is_held_to_the_fleet_budget(
                 execute_func=execute,
             )
 
+    seen_at: dict[str, int] = {}  # runner → its retries when the spent budget reached it
+
     async def drive(runner: ErrorHandler) -> None:
+        name = str(runner.config.worker_id)
         for n in range(60):
             await task(runner, n)
+            if name not in seen_at and runner.circuit_breakers.get(service).fleet_budget_spent:
+                seen_at[name] = runner.counters["retries"]
             await asyncio.sleep(0.05)
 
     try:
         await asyncio.gather(*(drive(r) for r in runners))
-        retries = sum(r.counters["retries"] for r in runners)
     finally:
         for runner in runners:
             await runner.close()
-    assert 10 <= retries <= 120, f"{retries} retries for a fleet budget of 10"
+    retries = sum(r.counters["retries"] for r in runners)
+    after = {
+        str(r.config.worker_id): r.counters["retries"] - seen_at[str(r.config.worker_id)]
+        for r in runners
+        if str(r.config.worker_id) in seen_at
+    }
+    assert len(seen_at) == 4, f"the spent budget reached only {sorted(seen_at)}"
+    assert after == dict.fromkeys(after, 0), f"local retries after the budget was spent: {after}"
+    assert retries >= 10, "the floor of 10 retries was not granted"
+    assert retries <= 240, f"{retries} retries: the budget did not hold the storm"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 import schemas as s
-from tests.integration.kafka_io import produce_raw
+from tests.integration.kafka_io import produce, produce_raw
 from tests.integration.serve_process import ROOT, ServeProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
@@ -239,14 +240,103 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _recovery_commands(template: str) -> list[s.Envelope]:
+    """Two transient retries and a dead letter, a resource park and its release, a
+    fail-fast — as the recovery manager sends them."""
+    env = {"source": s.Source.here(runner_id="it"), "causation_id": "c"}
+    retry = {**env, "template_id": template, "operation_type": "op", "attempt": 2}
+    now = s.utc_now()
+    return [
+        s.RetryTask(
+            **retry,
+            command_id="r1",
+            task_id="t1",
+            not_before=now,
+            reason="transient error, attempt 1 of 3",
+            category="transient",
+        ),
+        s.RetryTask(
+            **retry,
+            command_id="r2",
+            task_id="t1",
+            not_before=now,
+            reason="transient error, attempt 2 of 3",
+            category="transient",
+        ),
+        s.DeadLetterTask(
+            **env,
+            command_id="d1",
+            task_id="t1",
+            reason="out of attempts",
+            template_id=template,
+            category="transient",
+        ),
+        s.QueueTask(
+            **env,
+            command_id="q1",
+            task_id="t2",
+            reason="resource error",
+            resource_kind="gpu",
+            template_id=template,
+            category="resource",
+        ),
+        s.RetryTask(
+            **retry,
+            command_id="r3",
+            task_id="t2",
+            not_before=now,
+            reason="resource error: released, gpu available on w",
+            category="resource",
+        ),
+        s.FailTaskFast(
+            **env,
+            command_id="f1",
+            task_id="t3",
+            reason="bad input",
+            notification="fix it",
+            template_id=template,
+            category="validation",
+        ),
+    ]
+
+
+async def _recovery_rows(serve: ServeProcess, template: str) -> dict[str, tuple[int, ...]]:
+    """(retries, released, queued, dead-lettered, failed fast) per category, from the API."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        stats = await asyncio.to_thread(serve.get, "/api/v1/errors/recovery/stats?hours=1")
+        rows = [r for r in stats["by_template_and_category"] if r["template_id"] == template]
+        if sum(r["retries_issued"] + r["queued"] + r["failed_fast"] for r in rows) == 5:
+            return {
+                r["category"]: (
+                    r["retries_issued"],
+                    r["released"],
+                    r["queued"],
+                    r["dead_lettered"],
+                    r["failed_fast"],
+                )
+                for r in rows
+            }
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"recovery commands of {template} not in the stats within 60 s")
+
+
 async def test_sql_goes_through_serve_and_the_api_answers_the_seed_endpoints(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """While serve owns chDB, `errorflow sql` asks it; the analysis has the seed's shape;
-    a write statement is refused (read-only)."""
+    a write statement is refused (read-only); recovery stats come per template and
+    category."""
     run = uuid.uuid4().hex[:8]
+    await produce(kafka_bootstrap, _recovery_commands(f"tpl-{run}"))
     serve = ServeProcess(kafka_bootstrap, tmp_path, group_id=f"sql-{run}").start()
     try:
+        by = await _recovery_rows(serve, f"tpl-{run}")
+        assert by == {
+            "transient": (2, 0, 0, 1, 0),
+            "resource": (1, 1, 1, 0, 0),
+            "validation": (0, 0, 0, 0, 1),
+        }
         out = _cli(tmp_path, "sql", "SELECT 40 + 2 AS answer", "--format", "json")
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout) == [{"answer": 42}]
