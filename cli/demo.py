@@ -49,6 +49,7 @@ async def _runner(
 ) -> None:
     from producers import SDKConfig
     from producers.handler import ErrorHandler
+    from schemas import ResourceAvailable
 
     config = SDKConfig(
         kafka_bootstrap_servers=settings.bootstrap_servers,
@@ -62,16 +63,26 @@ async def _runner(
         handler.circuit_breakers.add_breaker(
             "comfyui", failure_threshold=5, recovery_timeout=5, success_threshold=2
         )
+
+        async def generate(data: dict[str, Any]) -> str:
+            handler.record_operation("gpu_allocation", {"gpu": index, "prompt": data["prompt"]})
+            result: str = await handler.protect_external_call(
+                "comfyui", comfy.run_workflow, data["prompt"]
+            )
+            return result
+
+        async def release_gpu(data: dict[str, Any]) -> None:
+            stats["compensated"] += 1
+
+        # recovery.retry commands from the stream re-run tasks here; compensation
+        # commands undo the recorded GPU allocations of tasks that finally failed.
+        handler.register_executor(generate, operation_type="image_generation")
+        handler.register_compensator("gpu_allocation", release_gpu)
         rng = random.Random(index)  # noqa: S311
+        last_free = time.monotonic()
         while not stop.is_set():
             template = rng.choice(["stable-diffusion", "video-gen"])
             prompt = "" if rng.random() < 0.03 else rng.choice(["cat", "sunset", "forest"])
-
-            async def generate(data: dict[str, Any]) -> str:
-                result: str = await handler.protect_external_call(
-                    "comfyui", comfy.run_workflow, data["prompt"]
-                )
-                return result
 
             try:
                 await handler.wrap_task_execution(
@@ -84,10 +95,19 @@ async def _runner(
                 stats["succeeded"] += 1
             except Exception:  # noqa: BLE001 - the pipeline records it; the demo goes on
                 stats["failed"] += 1
+            if time.monotonic() - last_free > 4:  # a GPU frees up now and then
+                last_free = time.monotonic()
+                handler.emit(
+                    ResourceAvailable,
+                    worker_id=str(handler.source.worker_id),
+                    resource_kind="gpu",
+                    amount=1,
+                )
             await asyncio.sleep(0.01)
 
 
 async def _demo(settings: DeploySettings, seconds: float) -> None:
+    from schemas import utc_now as s_utc_now
     from sinks import AsyncClickHouse, ClickHouseSettings, connect
     from sinks import queries as q
     from sinks.analysis import analysis
@@ -117,10 +137,15 @@ async def _demo(settings: DeploySettings, seconds: float) -> None:
             min_rate_attempts=10,
             hold_down_s=10,
             idle_close_s=8,
+            breaker_recovery_timeout_s=5,
+            breaker_success_threshold=2,
+            recovery_retry_base_s=0.5,
+            saga_backoff_s=0.5,
         )
     )
     comfy = FakeComfyUI()
-    stats = {"succeeded": 0, "failed": 0}
+    stats = {"succeeded": 0, "failed": 0, "compensated": 0}
+    since = s_utc_now()
     background = [asyncio.create_task(sink.run(stop)), asyncio.create_task(worker.run(stop))]
     print(f"errorflow demo: 3 runners for {seconds:.0f}s; comfyui goes down in the middle")
     await asyncio.sleep(8)  # groups join
@@ -172,7 +197,25 @@ async def _demo(settings: DeploySettings, seconds: float) -> None:
     )
     for type_, _name, _labels, summary in alerts:
         print(f"  {type_}: {summary}")
+    transitions = await clickhouse.query_rows(
+        "SELECT service, state, reason FROM errorflow.breaker_states "
+        "WHERE runner_id = {source:String} ORDER BY occurred_at",
+        source,
+    )
+    for service, state, reason in transitions:
+        print(f"  fleet breaker {service} -> {state} ({reason})")
+    by = await clickhouse.run(q.recovery_stats_by, clickhouse.client, since=since)
+    for row in by:
+        print(
+            f"  recovery {row['template_id']}/{row['category']}: "
+            f"retries {row['retries_issued']} (released {row['released']}), "
+            f"queued {row['queued']}, dead-lettered {row['dead_lettered']}, "
+            f"failed fast {row['failed_fast']}; succeeded after retry "
+            f"{row['succeeded_after_retry']}"
+        )
+    print(f"  compensations run by the runners: {stats['compensated']}")
     print('\nExplore: errorflow sql "SELECT type, count() FROM errorflow.events GROUP BY type"')
+    print("         errorflow dlq list")
     clickhouse.close()
 
 
