@@ -16,6 +16,7 @@ from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
 
 import schemas as s
+from deploy.publish import send_event
 from sinks import queries
 from sinks.analysis import analysis
 from sinks.clickhouse import AsyncClickHouse
@@ -57,12 +58,7 @@ def create_app(
             started = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
             await started.start()
             producer["p"] = started
-        await producer["p"].send_and_wait(
-            s.topic_of(event).name,
-            s.encode(event),
-            key=s.key_of(event).encode(),
-            headers=[("type", event.type.encode())],
-        )
+        await send_event(producer["p"], event)
 
     source = s.Source.here(runner_id="errorflow-api")
 

@@ -107,6 +107,8 @@ async def _runner(
 
 
 async def _demo(settings: DeploySettings, seconds: float) -> None:
+    from deploy.publish import publish_events
+    from schemas import ConfigureBreaker, Source
     from schemas import utc_now as s_utc_now
     from sinks import AsyncClickHouse, ClickHouseSettings, connect
     from sinks import queries as q
@@ -142,6 +144,20 @@ async def _demo(settings: DeploySettings, seconds: float) -> None:
             recovery_retry_base_s=0.5,
             saga_backoff_s=0.5,
         )
+    )
+    # The demo's own settings for comfyui's fleet breaker (the control topic is compacted:
+    # a setting from an earlier run or a test would otherwise apply).
+    await publish_events(
+        settings.bootstrap_servers,
+        [
+            ConfigureBreaker(
+                source=Source.here(runner_id=f"errorflow-demo-{run}"),
+                service="comfyui",
+                failure_threshold=5,
+                recovery_timeout_s=5,
+                success_threshold=2,
+            )
+        ],
     )
     comfy = FakeComfyUI()
     stats = {"succeeded": 0, "failed": 0, "compensated": 0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -52,8 +53,11 @@ async def _wait_for_leaders(
         await asyncio.sleep(0.2)
 
 
-async def create_topics(bootstrap: str, *, partitions: int | None = None) -> list[str]:
-    """Create every registry topic that does not exist yet; return the names created.
+async def create_topics(
+    bootstrap: str, *, partitions: int | None = None, extra: Sequence[NewTopic] = ()
+) -> list[str]:
+    """Create every registry topic (and ``extra`` ones, e.g. a worker's internal topics)
+    that does not exist yet, wait until all have leaders; return the names created.
 
     ``partitions`` overrides the registry default for non-compacted topics; compacted
     topics keep theirs (one partition keeps a state topic totally ordered).
@@ -62,10 +66,11 @@ async def create_topics(bootstrap: str, *, partitions: int | None = None) -> lis
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [_new_topic(spec, partitions) for spec in TOPICS if spec.name not in existing]
+        wanted = [_new_topic(spec, partitions) for spec in TOPICS] + list(extra)
+        missing = [topic for topic in wanted if topic.name not in existing]
         if missing:
             await admin.create_topics(missing)
-        await _wait_for_leaders(admin, [spec.name for spec in TOPICS])
+        await _wait_for_leaders(admin, [topic.name for topic in wanted])
         return [topic.name for topic in missing]
     finally:
         await admin.close()

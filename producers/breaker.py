@@ -39,6 +39,12 @@ class _ClusterView:
     state: State
     since: float
     reason: str
+    # A fleet OPEN is a lease: past this (monotonic) time without news it counts as
+    # HALF_OPEN, so a stream that is gone or lost its state cannot stop a fleet forever.
+    until: float = float("inf")
+
+    def effective(self, now: float) -> State:
+        return "half_open" if self.state == "open" and now >= self.until else self.state
 
 
 @dataclass(slots=True)
@@ -80,18 +86,21 @@ class CircuitBreaker:
     def state(self) -> State:
         """The effective state: the stricter of local and cluster."""
         local = self.local_state
-        if self._cluster is not None and _STRICTNESS[self._cluster.state] > _STRICTNESS[local]:
-            return self._cluster.state
+        if self._cluster is not None:
+            cluster = self._cluster.effective(self.clock.monotonic())
+            if _STRICTNESS[cluster] > _STRICTNESS[local]:
+                return cluster
         return local
 
     def retry_after(self) -> float:
         """Seconds until an open breaker may admit a probe (0 when not open)."""
+        now = self.clock.monotonic()
         if self.local_state == "open":
             return max(
                 0.0, self.config.recovery_timeout - (self.clock.monotonic() - self._opened_at)
             )
         if self._cluster is not None and self._cluster.state == "open":
-            return self.config.recovery_timeout
+            return max(0.0, min(self.config.recovery_timeout, self._cluster.until - now))
         return 0.0
 
     def allow(self) -> bool:
@@ -120,6 +129,11 @@ class CircuitBreaker:
             self._probes_in_flight = max(0, self._probes_in_flight - 1)
             self._half_open_successes += 1
             if self._half_open_successes >= self.config.success_threshold:
+                cluster = self._cluster
+                if cluster is not None and cluster.effective(self.clock.monotonic()) != (
+                    cluster.state
+                ):
+                    self._cluster = None  # the lapsed fleet OPEN: our probes answered it
                 self._to("closed", f"{self._half_open_successes} successful probes")
 
     def record_failure(self) -> None:
@@ -161,17 +175,26 @@ class CircuitBreaker:
         self._window.clear()
 
     def apply_cluster_state(
-        self, state: State, *, reason: str = "", may_probe: bool = True, budget_spent: bool = False
+        self,
+        state: State,
+        *,
+        reason: str = "",
+        may_probe: bool = True,
+        budget_spent: bool = False,
+        open_for_s: float | None = None,
     ) -> None:
         """Merge the fleet's view for this service (from ``errorflow.breaker-state``).
 
         A fleet HALF_OPEN that names other workers as its probers is OPEN here: the
         fleet sends a bounded number of probes, not one per runner. ``budget_spent``
-        says the fleet's retry budget for the service is used up.
+        says the fleet's retry budget for the service is used up. ``open_for_s`` bounds
+        how long a fleet OPEN holds without news (then it counts as HALF_OPEN).
         """
         if state == "half_open" and not may_probe:
             state, reason = "open", f"{reason}; other workers probe"
-        self._cluster = _ClusterView(state, self.clock.monotonic(), reason)
+        now = self.clock.monotonic()
+        until = now + open_for_s if open_for_s is not None else float("inf")
+        self._cluster = _ClusterView(state, now, reason, until)
         self.fleet_budget_spent = budget_spent
         self._refresh_fast_path()
         if state == "closed" and self._state == "half_open":

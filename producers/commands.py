@@ -130,11 +130,17 @@ class CommandListener:
             probers = getattr(event, "probe_workers", None) or []
             budget = getattr(event, "retry_budget", None) or {}
             source = self.handler.source
-            self.handler.circuit_breakers.get(event.service).apply_cluster_state(
+            breaker = self.handler.circuit_breakers.get(event.service)
+            # An OPEN holds until the fleet's recovery timeout has passed twice since it
+            # opened (once for the stream's own half-open timer, once as grace).
+            timeout = getattr(event, "recovery_timeout_s", None) or breaker.config.recovery_timeout
+            elapsed = (datetime.now(UTC) - event.since).total_seconds()
+            breaker.apply_cluster_state(
                 event.state,
                 reason=event.reason,
                 may_probe=not probers or (source.worker_id or source.runner_id) in probers,
                 budget_spent=bool(budget.get("exhausted")),
+                open_for_s=2 * float(timeout) - elapsed if event.state == "open" else None,
             )
 
     # -- commands ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from deploy.topics import create_topics
 from schemas import Source
@@ -66,25 +66,31 @@ class WorkerApp:
             )
 
     async def ensure_topics(self) -> None:
+        """The contract's topics and the worker's internal ones, with leaders."""
         settings = self.settings
-        await create_topics(settings.kafka_bootstrap_servers)
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            wanted = [
-                NewTopic(settings.topic("partials"), settings.internal_partitions, 1),
-                *(t for stage in self.stages for t in stage.internal_topics()),
-            ]
-            missing = [t for t in wanted if t.name not in existing]
-            if missing:
-                await admin.create_topics(missing)
-        finally:
-            await admin.close()
+        internal = [
+            NewTopic(settings.topic("partials"), settings.internal_partitions, 1),
+            *(topic for stage in self.stages for topic in stage.internal_topics()),
+        ]
+        await create_topics(settings.kafka_bootstrap_servers, extra=internal)
+
+
+class _SpuriousNotEnoughReplicas(logging.Filter):
+    """Brokers since Kafka 3.6 verify that a transactional produce's partition joined the
+    transaction; while the coordinator is still finishing the previous transaction they
+    answer NOT_ENOUGH_REPLICAS (KAFKA-15459), which aiokafka retries successfully but
+    logs as a warning every time (aio-libs/aiokafka#1172). Nothing is lost; a worker
+    that commits every few hundred milliseconds would log it constantly."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "NotEnoughReplicasError" not in record.getMessage()
 
 
 def create_app(settings: WorkerSettings | None = None) -> WorkerApp:
     settings = settings or WorkerSettings()
+    sender = logging.getLogger("aiokafka.producer.sender")
+    if not any(isinstance(f, _SpuriousNotEnoughReplicas) for f in sender.filters):
+        sender.addFilter(_SpuriousNotEnoughReplicas())
     source = Source.here(runner_id=settings.app_id, worker_id=settings.name)
     return WorkerApp(
         settings,

@@ -37,6 +37,7 @@ class Publication:
     budget: dict[str, Any]
     at_ms: int
     kind: str  # "transition" | "budget" | "republish"
+    recovery_timeout_s: float = 60.0
 
 
 def breaker_config(event: ConfigureBreaker, defaults: FleetBreakerConfig) -> FleetBreakerConfig:
@@ -107,14 +108,23 @@ class BreakerBoard:
             self._dirty.add(service)
 
     def reset(self, service: str, at_ms: int) -> None:
-        """``breaker.reset`` issued at ``at_ms``; a reset already applied is not repeated
-        (the control topic is compacted and re-read on every start)."""
+        """``breaker.reset`` issued at ``at_ms``. The control topic is compacted and
+        re-read on every start, so a reset is applied once, and only to a breaker that
+        opened before it was issued; for a closed one it just clears the counters."""
         if at_ms <= self.resets.get(service, 0):
             return
         self.resets[service] = at_ms
-        breaker = self._breaker(service)
-        transition = breaker.reset(at_ms)
+        breaker = self.breakers.get(service)
+        if breaker is None:
+            return  # nothing to reset: a new deployment reading an old reset
         self._dirty.add(service)
+        if breaker.state == "closed":
+            breaker.consecutive = 0
+            breaker.failing_workers.clear()
+            return
+        if at_ms < breaker.since_ms:
+            return  # issued before this opening: it was meant for an earlier one
+        transition = breaker.reset(at_ms)
         if transition is not None:
             self._publish(transition, at_ms, "transition")
 
@@ -157,7 +167,8 @@ class BreakerBoard:
         service = transition.service
         self.published[service] = at_ms
         budget = self.budgets[service].describe()
-        self._out.append(Publication(transition, budget, at_ms, kind))
+        timeout = self.breakers[service].config.recovery_timeout_s
+        self._out.append(Publication(transition, budget, at_ms, kind, timeout))
 
     # -- state entries -------------------------------------------------------------------
 

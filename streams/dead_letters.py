@@ -20,6 +20,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 
+from deploy.publish import send_event
 from schemas import (
     BreakerStateChanged,
     DecodeError,
@@ -28,11 +29,9 @@ from schemas import (
     TaskDeadLettered,
     command_id,
     decode,
-    encode,
-    key_of,
     utc_now,
 )
-from schemas.topics import BREAKER_STATE, DEAD_LETTER, topic_of
+from schemas.topics import BREAKER_STATE, DEAD_LETTER
 from streams.follow import read_to_end
 
 __all__ = ["Selection", "plan_replay", "read_letters", "read_open_breakers", "replay"]
@@ -145,12 +144,7 @@ async def replay(
         for letter in letters:
             started = time.monotonic()
             command = replay_command(letter, run_id, who, source)
-            await producer.send_and_wait(
-                topic_of(command).name,
-                encode(command),
-                key=key_of(command).encode(),
-                headers=[("type", command.type.encode())],
-            )
+            await send_event(producer, command)
             sent.append(command)
             progress(command)
             await asyncio.sleep(max(0.0, gap - (time.monotonic() - started)))

@@ -92,8 +92,9 @@ def window_row(result: WindowResult) -> tuple[bytes, bytes]:
 
 
 def breaker_event(publication: Publication, source: Source) -> BreakerStateChanged:
-    """A fleet breaker's state; the optional ``retry_budget`` and ``probe_workers``
-    fields tell SDKs whether local retries may continue and who may probe."""
+    """A fleet breaker's state; the optional ``retry_budget``, ``probe_workers`` and
+    ``recovery_timeout_s`` fields tell SDKs whether local retries may continue, who may
+    probe, and how long an OPEN holds without news."""
     t = publication.transition
     return BreakerStateChanged(
         event_id=str(
@@ -115,4 +116,5 @@ def breaker_event(publication: Publication, source: Source) -> BreakerStateChang
         workers_failing=t.workers_failing,
         retry_budget=publication.budget,
         probe_workers=list(t.probe_workers),
+        recovery_timeout_s=publication.recovery_timeout_s,
     )

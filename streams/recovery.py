@@ -3,8 +3,10 @@
 It keeps a record per live task (template, task data, recorded operations, errors) and
 answers ``task.failed`` with the strategy table's action:
 
-- retry: ``recovery.retry`` with a backoff ``not_before``, held in state and emitted
-  when due — the delay survives restarts because the state does;
+- retry: ``recovery.retry`` after a backoff, held in state and emitted when due — the
+  delay survives restarts because the state does — and only while the failing
+  service's fleet breaker is not open and the template's retry budget allows it (else
+  it keeps waiting, up to ``max_park_ms``);
 - queue: ``recovery.queued`` now; the task stays parked until capacity of its resource
   kind shows up (``resource.available``, or an idle worker's heartbeat), then
   ``recovery.retry``; after ``max_park_ms`` it is dead-lettered;
@@ -13,11 +15,10 @@ answers ``task.failed`` with the strategy table's action:
   ``recovery.dead_lettered``.
 
 A final failure (dead letter, fail fast) starts the compensation saga of the task's
-recorded operations (:mod:`streams.saga`) unless its operation type is exempt. Retries
-are also held to a per-template fleet budget (:mod:`streams.fleet_budget`). Every
-command id derives from the event that caused it, so reprocessing emits the same ids. Recovery commands
-carry the optional fields ``template_id`` and ``category`` for the per-template,
-per-category recovery stats (``sinks.queries.recovery_stats_by``).
+recorded operations (:mod:`streams.saga`) unless its operation type is exempt. Every
+command id derives from the event that caused it, so reprocessing emits the same ids.
+Recovery commands carry the optional fields ``template_id`` and ``category`` for the
+per-template, per-category recovery stats (``sinks.queries.recovery_stats_by``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ __all__ = ["RecoveryConfig", "RecoveryEngine", "TaskRecord"]
 _NS = uuid.UUID("5b0c1d7e-2a43-4c1f-8e0b-9d6a3f7c2e15")
 _MAX_ERRORS = 20
 _BUDGET_KEY = "~budgets"
+_RECHECK_MS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +99,14 @@ def _ms(event: Envelope) -> int:
 
 
 class RecoveryEngine:
-    def __init__(self, config: RecoveryConfig, source: Source) -> None:
+    def __init__(
+        self, config: RecoveryConfig, source: Source, open_until: dict[str, int] | None = None
+    ) -> None:
         self.config = config
         self.source = source
+        # service → until when (ms) its fleet breaker counts as open; shared with the
+        # stage, which follows errorflow.breaker-state.
+        self.open_until = open_until if open_until is not None else {}
         self.tasks: dict[str, TaskRecord] = {}
         self.budgets: dict[str, FleetBudget] = {}
         self._out: list[Envelope] = []
@@ -181,16 +188,7 @@ class RecoveryEngine:
                 record.pending = None
                 self._dirty.add(record.task_id)
                 if pending["kind"] == "retry":
-                    self._emit_retry(
-                        record,
-                        cause=pending["cause"],
-                        qualifier="retry",
-                        attempt=pending["attempt"],
-                        not_before_ms=pending["due_ms"],
-                        reason=pending["reason"],
-                        category=pending.get("category", "transient"),
-                        now_ms=now_ms,
-                    )
+                    self._due_retry(record, pending, now_ms)
                 else:
                     waited = (now_ms - pending["since_ms"]) // 1000
                     decision = Decision(
@@ -209,6 +207,41 @@ class RecoveryEngine:
         out, self._out = self._out, []
         return out
 
+    def _due_retry(self, record: TaskRecord, pending: dict[str, Any], now_ms: int) -> None:
+        """A retry whose backoff has passed goes out unless the service's fleet breaker
+        is open or the template's retry budget is spent: then it waits (re-checked every
+        second, so a backlog drains at the budget's pace, never as a storm) until its
+        deadline, and is dead-lettered (replayable) after it."""
+        service = pending.get("service")
+        held = None
+        if service and self.open_until.get(service, 0) > now_ms:
+            held = f"the fleet breaker of {service} stayed open"
+        elif not self._budget(record.template_id).try_spend(now_ms):
+            budget = self._budget(record.template_id)
+            held = (
+                f"the fleet retry budget of {record.template_id} stayed spent "
+                f"({budget.retries} retries, {budget.successes} successes)"
+            )
+        if held is None:
+            self._dirty.add(_BUDGET_KEY)
+            record.retried = True
+            self._emit_retry(
+                record,
+                cause=pending["cause"],
+                qualifier="retry",
+                attempt=pending["attempt"],
+                not_before_ms=now_ms,
+                reason=pending["reason"],
+                category=pending["category"],
+                now_ms=now_ms,
+            )
+        elif now_ms < pending["deadline_ms"]:
+            record.pending = {**pending, "due_ms": now_ms + _RECHECK_MS}
+        else:
+            category = pending["category"]
+            reason = f"{category} error: {held} until the retry's deadline"
+            self._final(record, pending["cause"], category, Decision("dead_letter", reason), now_ms)
+
     # -- decisions -----------------------------------------------------------------------
 
     def _failed(self, event: TaskFailed, now_ms: int) -> None:
@@ -221,25 +254,17 @@ class RecoveryEngine:
         category = event.error.category
         cause = event.event_id
         if decision.action == "retry":
-            if not self._budget(event.template_id).try_spend(now_ms):
-                budget = self._budget(event.template_id)
-                decision = Decision(
-                    "dead_letter",
-                    f"{category} error: the fleet retry budget of {event.template_id} is "
-                    f"spent ({budget.retries} retries, {budget.successes} successes)",
-                )
-            else:
-                self._dirty.add(_BUDGET_KEY)
-                record.retried = True
-                record.pending = {
-                    "kind": "retry",
-                    "due_ms": now_ms + self._backoff_ms(cause, event.attempts),
-                    "cause": cause,
-                    "attempt": event.attempts + 1,
-                    "reason": decision.reason,
-                    "category": category,
-                }
-                return
+            record.pending = {
+                "kind": "retry",
+                "due_ms": now_ms + self._backoff_ms(cause, event.attempts),
+                "deadline_ms": now_ms + self.config.max_park_ms,
+                "cause": cause,
+                "attempt": event.attempts + 1,
+                "reason": decision.reason,
+                "category": category,
+                "service": event.error.service,
+            }
+            return
         if decision.action == "queue":
             need = event.resource
             kind = need.kind if need is not None else "unknown"

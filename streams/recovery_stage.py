@@ -17,8 +17,16 @@ import logging
 import time
 from typing import Any
 
-from schemas import DecodeError, Envelope, ResourceAvailable, Source, WorkerHeartbeat, decode
-from schemas.topics import HEARTBEATS, TASK_EVENTS
+from schemas import (
+    BreakerStateChanged,
+    DecodeError,
+    Envelope,
+    ResourceAvailable,
+    Source,
+    WorkerHeartbeat,
+    decode,
+)
+from schemas.topics import BREAKER_STATE, HEARTBEATS, TASK_EVENTS
 from streams.follow import follow_events
 from streams.recovery import RecoveryEngine
 from streams.settings import WorkerSettings
@@ -50,9 +58,10 @@ class RecoveryStage(EngineStage[RecoveryEngine]):
         )
         self.config = settings.recovery()
         self.undecodable = 0
+        self.open_until: dict[str, int] = {}
 
     def new_engine(self) -> RecoveryEngine:
-        return RecoveryEngine(self.config, self.source)
+        return RecoveryEngine(self.config, self.source, self.open_until)
 
     def feed(self, engine: RecoveryEngine, value: bytes | None, key: bytes | None) -> None:
         try:
@@ -72,6 +81,23 @@ class RecoveryStage(EngineStage[RecoveryEngine]):
         engine.load(entries)
 
     async def background(self, stop: asyncio.Event) -> None:
+        await asyncio.gather(self._follow_capacity(stop), self._follow_breakers(stop))
+
+    async def _follow_breakers(self, stop: asyncio.Event) -> None:
+        """Which services' fleet breakers are open (or half-open): retries for them
+        wait. A state holds for twice its recovery timeout unless said again (the
+        breaker stage re-publishes non-closed states), like the SDK's lease."""
+        async for event in follow_events(self.settings, [BREAKER_STATE.name], stop):
+            if not isinstance(event, BreakerStateChanged):
+                continue
+            if event.state == "closed":
+                self.open_until.pop(event.service, None)
+            else:
+                timeout = getattr(event, "recovery_timeout_s", None) or 60.0
+                said = int(event.occurred_at.timestamp() * 1000)
+                self.open_until[event.service] = said + int(2000 * float(timeout))
+
+    async def _follow_capacity(self, stop: asyncio.Event) -> None:
         """Capacity news, applied to every engine as it arrives."""
         lookback = self.settings.resource_lookback_s
         async for event in follow_events(

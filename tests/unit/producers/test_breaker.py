@@ -82,6 +82,31 @@ def test_cluster_state_is_merged_stricter_wins() -> None:
     assert breaker.state == "open"
 
 
+def test_a_lapsed_fleet_open_lets_probes_through_and_they_close_it() -> None:
+    """A fleet OPEN with no news past its lease counts as half-open: one probe at a time;
+    success_threshold good probes close the breaker and drop the lapsed fleet view."""
+    breaker, clock = _breaker()
+    breaker.apply_cluster_state("open", reason="fleet", open_for_s=5)
+    assert not breaker.allow()
+    clock.advance(5)
+    assert breaker.state == "half_open"
+    assert breaker.allow()
+    assert not breaker.allow()  # one probe in flight
+    breaker.record_success()
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == "closed"
+    assert breaker.allow()
+
+
+def test_a_fleet_half_open_naming_other_probers_rejects_here() -> None:
+    breaker, _ = _breaker()
+    breaker.apply_cluster_state("half_open", reason="timeout", may_probe=False)
+    assert breaker.state == "open"
+    breaker.apply_cluster_state("half_open", reason="timeout", may_probe=True)
+    assert breaker.allow()
+
+
 def test_add_breaker_uses_the_seed_signature() -> None:
     """add_breaker(service, failure_threshold, recovery_timeout, success_threshold)."""
     registry = CircuitBreakerRegistry(clock=ManualClock())

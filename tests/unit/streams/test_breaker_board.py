@@ -65,6 +65,19 @@ def test_reset_applies_once_even_when_the_control_topic_is_read_again() -> None:
     assert board.breakers["comfyui"].state == "open"
 
 
+def test_an_old_reset_does_not_touch_a_new_deployment_or_a_later_opening() -> None:
+    """A reset read from the compacted topic by a fresh board publishes nothing; one
+    issued before the breaker opened leaves it open."""
+    board = _board(failure_threshold=1)
+    board.reset("comfyui", T0_MS - 60_000)
+    assert board.tick(T0_MS) == []
+    board.observe(_call("failure", error=error()))
+    board.tick(T0_MS)
+    board.reset("comfyui", T0_MS - 1)
+    assert board.breakers["comfyui"].state == "open"
+    assert board.tick(T0_MS + 1) == []
+
+
 def test_state_survives_changes_and_load() -> None:
     """What changes() wrote, load() rebuilds: an OPEN breaker stays OPEN."""
     board = _board(failure_threshold=2)

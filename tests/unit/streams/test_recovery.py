@@ -171,18 +171,36 @@ def test_failed_compensation_is_retried_with_backoff_then_alerts() -> None:
     assert alert.name == "compensation_failed"
 
 
-def test_success_drops_the_task_and_feeds_the_template_budget() -> None:
-    """With a floor of 1 retry and 10%: 1 retry is granted, the next is dead-lettered as
-    over budget until successes earn more."""
-    engine = _engine(budget=BudgetConfig(0.1, 1, 60))
+def test_over_budget_retries_wait_and_drain_at_the_budgets_pace() -> None:
+    """With a floor of 1 retry: the first due retry goes out, the second waits (no dead
+    letter) and goes out once a success earns budget... here the window slides instead:
+    past its deadline it is dead-lettered with the reason."""
+    engine = _engine(budget=BudgetConfig(0.1, 1, 60), max_park_ms=10_000)
     engine.apply(_failed(), NOW)
     engine.apply(_failed().model_copy(update={"task_id": "t2", "event_id": "e2"}), NOW)
-    out = engine.tick(NOW)
-    assert [e.type for e in out] == ["task.dead_lettered", "recovery.dead_lettered"]
-    assert "budget" in out[1].reason  # type: ignore[attr-defined]
+    out = engine.tick(NOW + 1_000)
+    assert [e.type for e in out] == ["recovery.retry"]
+    assert engine.tick(NOW + 5_000) == []  # still waiting for budget
+    late = engine.tick(NOW + 10_000)
+    assert [e.type for e in late] == ["task.dead_lettered", "recovery.dead_lettered"]
+    assert "retry budget of video-gen stayed spent" in late[1].reason  # type: ignore[attr-defined]
     ok = s.TaskSucceeded(source=SOURCE, occurred_at=_at(0), **TASK, attempt=2, duration_ms=1)
     engine.apply(ok, NOW)
     assert engine.budgets["video-gen"].successes == 1
+
+
+def test_a_retry_waits_while_the_services_fleet_breaker_is_open() -> None:
+    """The failing service's breaker is open until +3 s: the retry goes out at the first
+    check after that, not at its backoff."""
+    open_until = {"comfyui": NOW + 3_000}
+    engine = RecoveryEngine(
+        RecoveryConfig(StrategyTable(DEFAULT_TABLE, 3), retry_base_ms=100), SOURCE, open_until
+    )
+    engine.apply(_failed(), NOW)
+    assert engine.tick(NOW + 1_000) == []
+    assert engine.tick(NOW + 2_500) == []
+    [retry] = engine.tick(NOW + 4_000)  # re-checked every second
+    assert isinstance(retry, s.RetryTask)
 
 
 def test_custom_strategy_overrides_the_table() -> None:
