@@ -214,8 +214,9 @@ async def _demo(settings: DeploySettings, seconds: float) -> None:
     for type_, _name, _labels, summary in alerts:
         print(f"  {type_}: {summary}")
     transitions = await clickhouse.query_rows(
+        # Transitions only (a budget change or a re-publish repeats the state later).
         "SELECT service, state, reason FROM errorflow.breaker_states "
-        "WHERE runner_id = {source:String} ORDER BY occurred_at",
+        "WHERE runner_id = {source:String} AND occurred_at = since ORDER BY occurred_at",
         source,
     )
     for service, state, reason in transitions:
