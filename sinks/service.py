@@ -88,6 +88,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self.sink.flush()
+        for tp in revoked:  # positioned afresh if it comes back
+            self.sink._resume.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.sink.resume(assigned)
@@ -135,6 +137,13 @@ class ClickHouseSink:
             while not stop.is_set():
                 batch = await self._consumer.getmany(timeout_ms=100, max_records=20_000)
                 for tp, records in batch.items():
+                    if tp not in self._consumer.assignment():
+                        continue  # revoked meanwhile: its new owner stores them
+                    if tp not in self._resume:
+                        # The rebalance listener did not position it (aiokafka logs and
+                        # swallows a listener's exception): do it now, before storing.
+                        log.warning("errorflow.sink.unpositioned partition=%s", tp)
+                        await self.resume([tp])
                     self._buffer(tp, records)
                 if self._oldest is not None and (
                     self._buffered >= self.settings.max_batch_rows
@@ -149,9 +158,7 @@ class ClickHouseSink:
         if not records:
             return
         self.stats.consumed += len(records)
-        resume = self._resume.get(tp)
-        if resume is None:
-            resume = self._resume[tp] = _Resume(below=0, floor=0)
+        resume = self._resume[tp]
         kept = [r for r in records if resume.keeps(r.offset)]
         self.stats.skipped_already_stored += len(records) - len(kept)
         resume.taken(records[-1].offset)
@@ -219,6 +226,7 @@ class ClickHouseSink:
         for tp in partitions:
             top = highest.get((tp.topic, tp.partition))
             if top is None:
+                self._resume[tp] = _Resume(below=0, floor=0)  # nothing of it is stored
                 continue
             committed = await self._consumer.committed(tp)
             if committed is None or committed > top:
