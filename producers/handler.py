@@ -47,7 +47,6 @@ __all__ = ["ErrorHandler"]
 
 log = logging.getLogger("errorflow.handler")
 _MISSING: Any = object()
-_NO_TASK = (None, None)
 _CO_COROUTINE = inspect.CO_COROUTINE
 
 
@@ -311,12 +310,15 @@ class ErrorHandler(RunnerRegistry):
             breaker.record_success()
         scope = current_scope.get()
         now = monotonic()
+        took = (now - started) * 1000
         self._publish(
             (
                 CallCompleted,
                 now + self._wall_offset,
                 # the order of producers.pending.CALL_FIELDS
-                (service, "success", *(scope.ids if scope else _NO_TASK), (now - started) * 1000),
+                (service, "success", None, None, took)
+                if scope is None
+                else (service, "success", scope.task_id, scope.attempt, took),
                 self.source,
                 current_trace() if self._tracing else None,
             )
@@ -368,7 +370,7 @@ class ErrorHandler(RunnerRegistry):
         fallback_reason: str | None,
     ) -> None:
         scope = current_scope.get()
-        task_id, attempt = scope.ids if scope else _NO_TASK
+        task_id, attempt = (scope.task_id, scope.attempt) if scope else (None, None)
         extra = {"fallback_reason": fallback_reason} if fallback_reason else {}
         self.emit(
             CallCompleted,

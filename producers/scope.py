@@ -20,10 +20,5 @@ class TaskScope:
     attempt: int = 1
     operations: int = 0
 
-    @property
-    def ids(self) -> tuple[str, int]:
-        """(task_id, attempt), as a call event carries them."""
-        return self.task_id, self.attempt
-
 
 current_scope: ContextVar[TaskScope | None] = ContextVar("errorflow_task_scope", default=None)
