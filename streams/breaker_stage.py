@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from schemas import CallCompleted, ConfigureBreaker, DecodeError, ResetBreaker, Source, decode
+from schemas import CallCompleted, ConfigureBreaker, ResetBreaker, Source
 from schemas.topics import CALL_EVENTS, CONTROL
 from streams.breaker_board import BreakerBoard, breaker_config
 from streams.emit import breaker_event
@@ -45,17 +45,12 @@ class BreakerStage(EngineStage[BreakerBoard]):
         self.board_config = settings.board()
         self.overrides: dict[str, FleetBreakerConfig] = {}
         self.resets: dict[str, int] = {}
-        self.undecodable = 0
 
     def new_engine(self) -> BreakerBoard:
         return BreakerBoard(self.board_config, self.overrides)
 
     def feed(self, engine: BreakerBoard, value: bytes | None, key: bytes | None) -> None:
-        try:
-            event = decode(value or b"")
-        except DecodeError:
-            self.undecodable += 1  # the ingest stage sends it to errorflow.poison
-            return
+        event = self.decoded(value)
         if isinstance(event, CallCompleted):
             engine.observe(event)
 

@@ -19,12 +19,10 @@ from typing import Any
 
 from schemas import (
     BreakerStateChanged,
-    DecodeError,
     Envelope,
     ResourceAvailable,
     Source,
     WorkerHeartbeat,
-    decode,
 )
 from schemas.topics import BREAKER_STATE, HEARTBEATS, TASK_EVENTS
 from streams.follow import follow_events
@@ -57,19 +55,15 @@ class RecoveryStage(EngineStage[RecoveryEngine]):
             start_from=settings.start_from,
         )
         self.config = settings.recovery()
-        self.undecodable = 0
         self.open_until: dict[str, int] = {}
 
     def new_engine(self) -> RecoveryEngine:
         return RecoveryEngine(self.config, self.source, self.open_until)
 
     def feed(self, engine: RecoveryEngine, value: bytes | None, key: bytes | None) -> None:
-        try:
-            event = decode(value or b"")
-        except DecodeError:
-            self.undecodable += 1  # the ingest stage sends it to errorflow.poison
-            return
-        engine.apply(event, int(time.time() * 1000))
+        event = self.decoded(value)
+        if event is not None:
+            engine.apply(event, int(time.time() * 1000))
 
     def collect(self, engine: RecoveryEngine, now_ms: int) -> list[Output]:
         return [Output.event(event) for event in engine.tick(now_ms)]

@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import NewTopic
 
-from schemas import Envelope, Source, encode, key_of
+from schemas import DecodeError, Envelope, Source, decode, encode, key_of
 from schemas.topics import topic_of
 from streams.follow import read_to_end
 from streams.settings import WorkerSettings
@@ -92,6 +92,7 @@ class EngineStage(ABC, Generic[E]):
         self.state_topic = settings.topic(f"{name}-state")
         self.engines: dict[int, E] = {}
         self.emitted = 0
+        self.undecodable = 0
         self._pending: dict[TopicPartition, int] = {}
         self._dirty: set[int] = set()
         bootstrap = settings.kafka_bootstrap_servers
@@ -134,6 +135,15 @@ class EngineStage(ABC, Generic[E]):
     @abstractmethod
     def load(self, engine: E, entries: dict[str, Any]) -> None:
         """Rebuild ``engine`` from its partition's state entries."""
+
+    def decoded(self, value: bytes | None) -> Envelope | None:
+        """A contract record, or None (counted) when it does not decode: the ingest
+        stage sends those to errorflow.poison, so a stage skips them."""
+        try:
+            return decode(value or b"")
+        except DecodeError:
+            self.undecodable += 1
+            return None
 
     def touch(self, partition: int) -> None:
         """Mark a partition's engine as changed by something other than its input (a

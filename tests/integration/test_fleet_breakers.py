@@ -19,7 +19,7 @@ from producers import SDKConfig
 from producers.handler import ErrorHandler
 from tests.integration.kafka_io import kcat_produce, produce
 from tests.integration.process import ROOT
-from tests.integration.worker_process import WorkerProcess, read_all
+from tests.integration.worker_process import WorkerProcess, read_all, running_worker
 
 pytestmark = pytest.mark.kafka
 
@@ -37,14 +37,9 @@ FLEET = {
 def fleet_worker(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    app_id = f"it-fleet-{uuid.uuid4().hex[:6]}"
     log_dir = Path(tmp_path_factory.mktemp("fleet-worker"))
-    worker = WorkerProcess(kafka_bootstrap, app_id, "w1", log_dir, FLEET).start()
-    try:
-        asyncio.run(worker.ready(("breakers",)))
+    with running_worker(kafka_bootstrap, log_dir, "it-fleet", FLEET, "breakers") as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 def _runner(bootstrap: str, tmp_path: Path, worker: str, **extra: Any) -> ErrorHandler:

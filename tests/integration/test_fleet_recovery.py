@@ -19,7 +19,7 @@ from producers import ErrorHandlingContext, SDKConfig
 from producers.handler import ErrorHandler
 from tests.integration.kafka_io import produce
 from tests.integration.process import ROOT
-from tests.integration.worker_process import WorkerProcess, read_all
+from tests.integration.worker_process import WorkerProcess, read_all, running_worker
 
 pytestmark = pytest.mark.kafka
 
@@ -34,14 +34,9 @@ RECOVERY = {
 def recovery_worker(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    app_id = f"it-recovery-{uuid.uuid4().hex[:6]}"
     log_dir = Path(tmp_path_factory.mktemp("recovery-worker"))
-    worker = WorkerProcess(kafka_bootstrap, app_id, "w1", log_dir, RECOVERY).start()
-    try:
-        asyncio.run(worker.ready(("recovery",)))
+    with running_worker(kafka_bootstrap, log_dir, "it-recovery", RECOVERY, "recovery") as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 def _runner(bootstrap: str, tmp_path: Path) -> ErrorHandler:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +109,17 @@ async def windows_for(bootstrap: str, app_id: str, key: str) -> dict[int, dict[s
             assert row["window_start_ms"] not in rows, "a window was reported twice"
             rows[row["window_start_ms"]] = row
     return rows
+
+
+@contextlib.contextmanager
+def running_worker(
+    bootstrap: str, log_dir: Path, prefix: str, env: dict[str, str], stage: str
+) -> Iterator[WorkerProcess]:
+    """A worker process of a fresh app id, yielded once ``stage`` has its partitions."""
+    app_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    worker = WorkerProcess(bootstrap, app_id, "w1", log_dir, env).start()
+    try:
+        asyncio.run(worker.ready((stage,)))
+        yield worker
+    finally:
+        worker.stop()

@@ -107,14 +107,15 @@ async def test_non_transient_errors_are_not_retried(exc: Exception, category: st
 
 
 async def test_deadline_stops_retries() -> None:
-    """A retry that would end past the task deadline is not attempted."""
+    """A retry that would end past the task deadline is not attempted. (Retry-After 10 s
+    is the delay's floor: full jitter alone could draw a delay inside the deadline.)"""
     handler = create_test_handler(backoff_base_s=10, backoff_cap_s=10, task_deadline_s=1)
     handler.backoff = handler.backoff.__class__(10, 10, True)
+    slow_down = ConnectionResetError()
+    slow_down.retry_after = 10  # type: ignore[attr-defined]
     with pytest.raises(ConnectionResetError) as info:
-        await handler.wrap_task_execution(
-            "t", "sd", "img", None, _failing(1, ConnectionResetError())
-        )
-    assert "deadline" in info.value.__notes__[0] or "attempt" in info.value.__notes__[0]
+        await handler.wrap_task_execution("t", "sd", "img", None, _failing(1, slow_down))
+    assert "deadline" in info.value.__notes__[0]
 
 
 async def test_retry_budget_prevents_a_retry_storm() -> None:
