@@ -56,7 +56,8 @@ class WorkerApp:
         while not stop.is_set():
             await asyncio.sleep(every_s)
             log.info(
-                "errorflow.worker.progress consumed=%d poisoned=%d engines=%d %s breaker_states=%d",
+                "errorflow.worker.progress consumed=%d poisoned=%d engines=%d %s "
+                "breaker_states=%d recovery_outputs=%d",
                 self.ingest.consumed,
                 self.ingest.poisoned,
                 len(self.detection.engines),

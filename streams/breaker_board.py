@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from schemas import CallCompleted, ConfigureBreaker
+from schemas import ConfigureBreaker
+from streams.facts import Facts
 from streams.fleet_breaker import FleetBreaker, FleetBreakerConfig, Transition
 from streams.fleet_budget import BudgetConfig, FleetBudget
 
@@ -81,20 +82,17 @@ class BreakerBoard:
             self.budgets[service] = FleetBudget(self.config.budget)
         return breaker
 
-    def observe(self, call: CallCompleted) -> None:
-        outcome = call.outcome
-        if outcome == "rejected" or getattr(call, "fallback_reason", None) == "rejected":
+    def observe(self, call: Facts) -> None:
+        """One ``call.completed`` (as read by :mod:`streams.fastpath`)."""
+        if call.outcome == "rejected" or call.fallback_reason == "rejected":
             return
-        if call.error is not None and call.error.category in _NOT_AGAINST:
+        if call.category in _NOT_AGAINST:
             return
-        service = call.service
-        at_ms = int(call.occurred_at.timestamp() * 1000)
+        service, at_ms = call.service, call.ts_ms
         breaker = self._breaker(service)
-        ok = outcome == "success"
-        worker = call.source.worker_id or call.source.runner_id
-        transition = breaker.observe(ok=ok, worker=worker, at_ms=at_ms)
-        retry = (getattr(call, "attempt", None) or 1) > 1
-        flipped = self.budgets[service].record(ok=ok, retry=retry, at_ms=at_ms)
+        ok = call.outcome == "success"
+        transition = breaker.observe(ok=ok, worker=call.worker, at_ms=at_ms)
+        flipped = self.budgets[service].record(ok=ok, retry=call.attempt > 1, at_ms=at_ms)
         self._dirty.add(service)
         if transition is not None:
             self._publish(transition, at_ms, "transition")

@@ -16,10 +16,11 @@ from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from schemas import CallCompleted, ConfigureBreaker, ResetBreaker, Source
+from schemas import ConfigureBreaker, DecodeError, ResetBreaker, Source
 from schemas.topics import CALL_EVENTS, CONTROL
 from streams.breaker_board import BreakerBoard, breaker_config
 from streams.emit import breaker_event
+from streams.fastpath import read_facts
 from streams.fleet_breaker import FleetBreakerConfig
 from streams.follow import follow_events
 from streams.settings import WorkerSettings
@@ -50,9 +51,13 @@ class BreakerStage(EngineStage[BreakerBoard]):
         return BreakerBoard(self.board_config, self.overrides)
 
     def feed(self, engine: BreakerBoard, value: bytes | None, key: bytes | None) -> None:
-        event = self.decoded(value)
-        if isinstance(event, CallCompleted):
-            engine.observe(event)
+        try:
+            facts = read_facts(value)
+        except DecodeError:
+            self.undecodable += 1  # the ingest stage sends it to errorflow.poison
+            return
+        if facts is not None and facts.type == "call.completed":
+            engine.observe(facts)
 
     def collect(self, engine: BreakerBoard, now_ms: int) -> list[Output]:
         return [Output.event(breaker_event(p, self.source)) for p in engine.tick(now_ms)]

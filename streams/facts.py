@@ -29,6 +29,9 @@ class Facts:
     fingerprint: str = ""
     severity: str = ""
     error_service: str = ""
+    # Calls only, for the fleet breakers: who called, and why a fallback was served.
+    worker: str = ""
+    fallback_reason: str = ""
 
 
 def facts_of(event: Envelope) -> Facts | None:
@@ -38,9 +41,12 @@ def facts_of(event: Envelope) -> Facts | None:
         return Facts(
             "call.completed",
             ts,
+            attempt=event.attempt or 1,
             service=event.service,
             outcome=event.outcome,
             category=error.category if error else "",
+            worker=event.source.worker_id or event.source.runner_id,
+            fallback_reason=str(getattr(event, "fallback_reason", "") or ""),
         )
     if not isinstance(event, TaskEvent) or event.type not in ATTEMPT_ENDS:
         return None

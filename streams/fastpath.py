@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from schemas import DecodeError, decode
 from streams.facts import ATTEMPT_ENDS, Facts, facts_of
 
-__all__ = ["read_facts"]
+__all__ = ["read_facts", "read_progress"]
 
 _TYPES = {*ATTEMPT_ENDS, "call.completed"}
 _CATEGORIES = {"transient", "resource", "validation", "permanent"}
@@ -39,12 +40,19 @@ def _fast(raw: bytes) -> Facts | None:
         if data["outcome"] not in _OUTCOMES or not data["service"]:
             raise ValueError("call")
         error = data.get("error") or {}
+        source = data["source"]
+        attempt = data.get("attempt") or 1
+        if not isinstance(attempt, int) or attempt < 1:
+            raise ValueError("call attempt")
         return Facts(
             type_,
             ts,
+            attempt=attempt,
             service=data["service"],
             outcome=data["outcome"],
             category=error.get("category", ""),
+            worker=source.get("worker_id") or source["runner_id"],
+            fallback_reason=str(data.get("fallback_reason") or ""),
         )
     attempt = data["attempt"]
     if not isinstance(attempt, int) or attempt < 1 or not data["task_id"]:
@@ -76,3 +84,50 @@ def read_facts(raw: bytes | None) -> Facts | None:
         return _fast(raw)
     except (ValueError, KeyError, TypeError, AttributeError):
         return facts_of(decode(raw))  # the codec decides, and explains what is wrong
+
+
+_ERROR_KEYS = ("category", "error_type", "message", "fingerprint", "severity", "retryable", "rule")
+_PROGRESS = {"task.started", "operation.recorded", "task.attempt_failed", "task.succeeded"}
+
+
+def _texts(data: dict[str, Any], *names: str) -> None:
+    for name in names:
+        if not isinstance(data[name], str) or not data[name]:
+            raise ValueError(name)
+
+
+def _progress(raw: bytes) -> tuple[str, dict[str, Any], int] | None:
+    data = json.loads(raw)
+    type_ = data["type"]
+    if data["schema_version"] != 1 or not data["event_id"] or not data["source"]["runner_id"]:
+        raise ValueError("envelope")
+    ts = _ms(data["occurred_at"])
+    if type_ not in _PROGRESS:
+        return None
+    _texts(data, "task_id", "template_id", "operation_type")
+    attempt = data["attempt"]
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+        raise ValueError("attempt")
+    if type_ == "task.started" and not isinstance(data.get("task_data") or {}, dict):
+        raise ValueError("task_data")
+    if type_ == "operation.recorded":
+        _texts(data, "operation_id", "operation_kind")
+        if not isinstance(data["data"], dict):
+            raise ValueError("data")
+    if type_ == "task.attempt_failed":
+        error = data["error"]
+        if error["category"] not in _CATEGORIES or any(k not in error for k in _ERROR_KEYS):
+            raise ValueError("error")
+    return type_, data, ts
+
+
+def read_progress(raw: bytes | None) -> tuple[str, dict[str, Any], int] | None:
+    """(type, fields, occurred ms) of a task's progress event read straight from JSON;
+    None for any other record — or one these checks do not vouch for, which the caller
+    then decodes with the codec."""
+    if raw is None:
+        return None
+    try:
+        return _progress(raw)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

@@ -59,7 +59,11 @@ class FleetBreaker:
     consecutive: int = 0
     failing_workers: set[str] = field(default_factory=set)
     probe_successes: int = 0
-    window: deque[tuple[int, bool]] = field(default_factory=deque)
+    # The rate window as per-second [second, calls, failures], oldest first: its size is
+    # bounded by window_s, whatever the call rate (it is part of the changelog state).
+    window: deque[list[int]] = field(default_factory=deque)
+    window_calls: int = 0
+    window_failures: int = 0
     calls: int = 0
     # Recent callers (worker → last call, ms): the candidates for half-open probes.
     callers: dict[str, int] = field(default_factory=dict)
@@ -125,15 +129,26 @@ class FleetBreaker:
         return self._to("closed", now_ms, "reset by an operator")
 
     def failure_rate(self) -> float | None:
-        if len(self.window) < self.config.minimum_calls:
+        if self.window_calls < self.config.minimum_calls:
             return None
-        return sum(1 for _, ok in self.window if not ok) / len(self.window)
+        return self.window_failures / self.window_calls
 
     def _remember(self, at_ms: int, ok: bool) -> None:
-        self.window.append((at_ms, ok))
-        horizon = at_ms - self.config.window_s * 1000
+        second = at_ms // 1000
+        if self.window and self.window[-1][0] >= second:
+            bucket = self.window[-1]  # a late call counts in the newest second
+        else:
+            bucket = [second, 0, 0]
+            self.window.append(bucket)
+        bucket[1] += 1
+        bucket[2] += 0 if ok else 1
+        self.window_calls += 1
+        self.window_failures += 0 if ok else 1
+        horizon = (at_ms - self.config.window_s * 1000) // 1000
         while self.window and self.window[0][0] < horizon:
-            self.window.popleft()
+            _, calls, failures = self.window.popleft()
+            self.window_calls -= calls
+            self.window_failures -= failures
 
     def configure(self, config: FleetBreakerConfig) -> None:
         self.config = config
@@ -177,7 +192,7 @@ class FleetBreaker:
             "consecutive": self.consecutive,
             "failing_workers": sorted(self.failing_workers),
             "probe_successes": self.probe_successes,
-            "window": [[at, ok] for at, ok in self.window],
+            "window": list(self.window),
             "calls": self.calls,
             "callers": self.callers,
             "probe_workers": list(self.probe_workers),
@@ -196,7 +211,9 @@ class FleetBreaker:
             consecutive=data["consecutive"],
             failing_workers=set(data["failing_workers"]),
             probe_successes=data["probe_successes"],
-            window=deque((at, ok) for at, ok in data["window"]),
+            window=deque(list(b) for b in data["window"]),
+            window_calls=sum(b[1] for b in data["window"]),
+            window_failures=sum(b[2] for b in data["window"]),
             calls=data["calls"],
             callers=dict(data["callers"]),
             probe_workers=tuple(data["probe_workers"]),

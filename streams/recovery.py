@@ -24,7 +24,10 @@ per-template, per-category recovery stats (``sinks.queries.recovery_stats_by``).
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,26 +40,27 @@ from schemas import (
     DeadLetterTask,
     Envelope,
     FailTaskFast,
-    OperationRecorded,
     QueueTask,
     RetryTask,
     Source,
-    TaskAttemptFailed,
     TaskDeadLettered,
     TaskFailed,
-    TaskStarted,
-    TaskSucceeded,
     command_id,
 )
 from streams.fleet_budget import BudgetConfig, FleetBudget
 from streams.saga import Saga
 from streams.strategies import Decision, StrategyTable
 
-__all__ = ["RecoveryConfig", "RecoveryEngine", "TaskRecord"]
+__all__ = ["PROGRESS", "RecoveryConfig", "RecoveryEngine", "TaskRecord"]
 
+log = logging.getLogger("errorflow.worker.recovery")
 _NS = uuid.UUID("5b0c1d7e-2a43-4c1f-8e0b-9d6a3f7c2e15")
 _MAX_ERRORS = 20
+MAX_TASK_DATA = 512 * 1024  # bytes of JSON
 _BUDGET_KEY = "~budgets"
+PROGRESS = frozenset(
+    {"task.started", "operation.recorded", "task.attempt_failed", "task.succeeded"}
+)
 _RECHECK_MS = 1_000
 
 
@@ -90,6 +94,16 @@ class TaskRecord:
     saga: dict[str, Any] | None = None
 
 
+def _bounded(task_data: dict[str, Any], task_id: str) -> dict[str, Any] | None:
+    """The task data, unless it is too large to keep in the state (and to send back in a
+    command): then None — a retry or replay runs without it — and a log line says so."""
+    size = len(json.dumps(task_data, separators=(",", ":")))
+    if size <= MAX_TASK_DATA:
+        return task_data
+    log.error("errorflow.worker.task_data_dropped task=%s bytes=%d", task_id, size)
+    return None
+
+
 def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
@@ -115,35 +129,40 @@ class RecoveryEngine:
     # -- input ---------------------------------------------------------------------------
 
     def apply(self, event: Envelope, now_ms: int) -> None:
-        task_id = getattr(event, "task_id", None)
-        if task_id is None:
-            return
-        if isinstance(event, TaskStarted | OperationRecorded | TaskAttemptFailed):
-            record = self._record(event)
-            if isinstance(event, TaskStarted) and event.task_data is not None:
-                record.task_data = event.task_data
-            elif isinstance(event, OperationRecorded):
-                known = {op["operation_id"] for op in record.operations}
-                if event.operation_id not in known:
-                    record.operations.append(
-                        {
-                            "operation_id": event.operation_id,
-                            "operation_kind": event.operation_kind,
-                            "data": event.data,
-                        }
-                    )
-            elif isinstance(event, TaskAttemptFailed):
-                self._remember_error(record, event.error.model_dump(mode="json"))
-        elif isinstance(event, TaskSucceeded):
-            self._budget(event.template_id).record(ok=True, retry=False, at_ms=_ms(event))
-            self._dirty.add(_BUDGET_KEY)
-            live = self.tasks.get(task_id)
-            if live is None or live.saga is None:
-                self._drop(task_id)  # done: nothing to recover or undo
+        if event.type in PROGRESS:
+            self.progress(event.type, event.model_dump(mode="json"), _ms(event))
         elif isinstance(event, TaskFailed):
             self._failed(event, now_ms)
         elif isinstance(event, CompensationCompleted | CompensationFailed):
             self._compensation_answer(event, now_ms)
+
+    def progress(self, type_: str, data: Mapping[str, Any], at_ms: int) -> None:
+        """``task.started``, ``operation.recorded``, ``task.attempt_failed`` and
+        ``task.succeeded`` from their JSON fields: most of the traffic, so the stage
+        hands them over without building models (see :func:`progress_fields`)."""
+        task_id, template_id = data["task_id"], data["template_id"]
+        if type_ == "task.succeeded":
+            self._budget(template_id).record(ok=True, retry=False, at_ms=at_ms)
+            self._dirty.add(_BUDGET_KEY)
+            live = self.tasks.get(task_id)
+            if live is None or live.saga is None:
+                self._drop(task_id)  # done: nothing to recover or undo
+            return
+        record = self._record(task_id, template_id, data["operation_type"], data["attempt"], at_ms)
+        if type_ == "task.started":
+            if data.get("task_data") is not None:
+                record.task_data = _bounded(data["task_data"], task_id)
+        elif type_ == "operation.recorded":
+            if all(op["operation_id"] != data["operation_id"] for op in record.operations):
+                record.operations.append(
+                    {
+                        "operation_id": data["operation_id"],
+                        "operation_kind": data["operation_kind"],
+                        "data": data["data"],
+                    }
+                )
+        else:
+            self._remember_error(record, data["error"])
 
     def capacity(self, kind: str, amount: float, where: str, at_ms: int, now_ms: int) -> None:
         """Capacity of ``kind`` seen at ``at_ms``: release tasks parked before it, oldest
@@ -245,10 +264,12 @@ class RecoveryEngine:
     # -- decisions -----------------------------------------------------------------------
 
     def _failed(self, event: TaskFailed, now_ms: int) -> None:
-        record = self._record(event)
+        record = self._record(
+            event.task_id, event.template_id, event.operation_type, event.attempt, _ms(event)
+        )
         record.attempts = max(record.attempts, event.attempts)
         if event.task_data is not None:
-            record.task_data = event.task_data
+            record.task_data = _bounded(event.task_data, event.task_id)
         self._remember_error(record, event.error.model_dump(mode="json"))
         decision = self.config.strategies.decide(event)
         category = event.error.category
@@ -475,15 +496,15 @@ class RecoveryEngine:
         fraction = int(hashlib.sha1(cause.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF  # noqa: S324
         return int(ceiling * (0.5 + 0.5 * fraction))
 
-    def _record(self, event: Any) -> TaskRecord:
-        record = self.tasks.get(event.task_id)
+    def _record(
+        self, task_id: str, template_id: str, operation_type: str, attempt: int, at_ms: int
+    ) -> TaskRecord:
+        record = self.tasks.get(task_id)
         if record is None:
-            record = self.tasks[event.task_id] = TaskRecord(
-                event.task_id, event.template_id, event.operation_type
-            )
-        record.attempts = max(record.attempts, event.attempt)
-        record.last_ms = _ms(event)
-        self._dirty.add(event.task_id)
+            record = self.tasks[task_id] = TaskRecord(task_id, template_id, operation_type)
+        record.attempts = max(record.attempts, attempt)
+        record.last_ms = at_ms
+        self._dirty.add(task_id)
         return record
 
     def _remember_error(self, record: TaskRecord, error: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from schemas import (
     WorkerHeartbeat,
 )
 from schemas.topics import BREAKER_STATE, HEARTBEATS, TASK_EVENTS
+from streams.fastpath import read_progress
 from streams.follow import follow_events
 from streams.recovery import RecoveryEngine
 from streams.settings import WorkerSettings
@@ -61,6 +62,10 @@ class RecoveryStage(EngineStage[RecoveryEngine]):
         return RecoveryEngine(self.config, self.source, self.open_until)
 
     def feed(self, engine: RecoveryEngine, value: bytes | None, key: bytes | None) -> None:
+        progress = read_progress(value)
+        if progress is not None:
+            engine.progress(*progress)
+            return
         event = self.decoded(value)
         if event is not None:
             engine.apply(event, int(time.time() * 1000))

@@ -35,6 +35,7 @@ __all__ = ["EngineStage", "Output"]
 log = logging.getLogger("errorflow.worker.stage")
 
 E = TypeVar("E")
+_MAX_ENTRY = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,7 @@ class EngineStage(ABC, Generic[E]):
             transactional_id=f"{settings.app_id}-{name}-{settings.name}",
             enable_idempotence=True,
             linger_ms=0 if self.urgent else 5,
+            max_request_size=_MAX_ENTRY,
             transaction_timeout_ms=15_000,
         )
         self._lock = asyncio.Lock()
@@ -162,7 +164,9 @@ class EngineStage(ABC, Generic[E]):
                 self.state_topic,
                 self.settings.internal_partitions,
                 1,
-                topic_configs={"cleanup.policy": "compact"},
+                # One entry (e.g. a task's record with its task data) may exceed the
+                # 1 MB default; a checkpoint must never fail on size.
+                topic_configs={"cleanup.policy": "compact", "max.message.bytes": str(_MAX_ENTRY)},
             )
         ]
 

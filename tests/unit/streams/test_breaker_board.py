@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import schemas as s
 from streams.breaker_board import BoardConfig, BreakerBoard, breaker_config
+from streams.facts import Facts
+from streams.fastpath import read_facts
 from streams.fleet_breaker import FleetBreakerConfig
 from streams.fleet_budget import BudgetConfig, FleetBudget
 from tests.samples import SOURCE, T0, error
@@ -13,10 +15,9 @@ from tests.samples import SOURCE, T0, error
 T0_MS = int(T0.timestamp() * 1000)
 
 
-def _call(
-    outcome: str, *, worker: str = "gpu-1", at_ms: int = 0, **extra: object
-) -> s.CallCompleted:
-    return s.CallCompleted(
+def _call(outcome: str, *, worker: str = "gpu-1", at_ms: int = 0, **extra: object) -> Facts:
+    """A call event as the breaker stage reads it: encoded, then through the fast path."""
+    event = s.CallCompleted(
         source=SOURCE.model_copy(update={"worker_id": worker}),
         occurred_at=T0 + timedelta(milliseconds=at_ms),
         service="comfyui",
@@ -24,6 +25,9 @@ def _call(
         duration_ms=1,
         **extra,  # type: ignore[arg-type]
     )
+    facts = read_facts(s.encode(event))
+    assert facts is not None
+    return facts
 
 
 def _board(**breaker: object) -> BreakerBoard:

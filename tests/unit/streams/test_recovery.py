@@ -219,3 +219,34 @@ def test_saga_ignores_answers_for_other_commands() -> None:
     assert step.operation["operation_id"] == "b"
     assert saga.completed("something-else") is False
     assert saga.next_step(0) is None  # still outstanding
+
+
+def test_the_stages_json_fast_path_builds_the_same_state_as_the_models() -> None:
+    """Progress events read straight from JSON (as the stage does) leave the engine in
+    the state their validated models leave it in; anything odd is left to the codec."""
+    from streams.fastpath import read_progress
+
+    events: list[s.Envelope] = [
+        s.TaskStarted(source=SOURCE, occurred_at=_at(0), **TASK, attempt=1, task_data={"p": 1}),
+        s.OperationRecorded(
+            source=SOURCE,
+            occurred_at=_at(1),
+            **TASK,
+            attempt=1,
+            operation_id="op",
+            operation_kind="upload",
+            data={"f": "/tmp/x"},
+        ),
+        s.TaskAttemptFailed(
+            source=SOURCE, occurred_at=_at(2), **TASK, attempt=1, error=error(), will_retry=True
+        ),
+    ]
+    by_model, by_json = _engine(), _engine()
+    for event in events:
+        by_model.apply(event, NOW)
+        fast = read_progress(s.encode(event))
+        assert fast is not None
+        by_json.progress(*fast)
+    assert by_json.changes() == by_model.changes()
+    assert read_progress(b'{"type": "task.started", "schema_version": 2}') is None
+    assert read_progress(s.encode(_failed())) is None  # not progress: the codec's job
