@@ -50,6 +50,14 @@ async def raw_loop(bootstrap: str, total: int) -> float:
     return seen / (time.perf_counter() - started)
 
 
+async def _still_running(task: asyncio.Task[None]) -> None:
+    """A worker that stopped (it raised) fails the benchmark instead of hanging it."""
+    if task.done():
+        task.result()
+        raise RuntimeError("the worker stopped before it consumed the records")
+    await asyncio.sleep(0.01)
+
+
 async def worker(bootstrap: str, total: int) -> float:
     settings = WorkerSettings(
         kafka_bootstrap_servers=bootstrap,
@@ -61,10 +69,10 @@ async def worker(bootstrap: str, total: int) -> float:
     stop = asyncio.Event()
     task = asyncio.create_task(app.run(stop))
     while app.ingest.consumed == 0:
-        await asyncio.sleep(0.01)
+        await _still_running(task)
     started, first = time.perf_counter(), app.ingest.consumed
     while app.ingest.consumed < total:
-        await asyncio.sleep(0.01)
+        await _still_running(task)
     rate = (app.ingest.consumed - first) / (time.perf_counter() - started)
     stop.set()
     await task

@@ -125,6 +125,7 @@ class RecoveryEngine:
         self.budgets: dict[str, FleetBudget] = {}
         self._out: list[Envelope] = []
         self._dirty: set[str] = set()
+        self._persisted: set[str] = set()  # task keys the changelog holds
 
     # -- input ---------------------------------------------------------------------------
 
@@ -523,14 +524,21 @@ class RecoveryEngine:
     # -- state entries -------------------------------------------------------------------
 
     def changes(self) -> dict[str, Any | None]:
+        """Changed entries since the last call. A task that began and ended between two
+        checkpoints (most do) was never written, so it needs no tombstone either."""
         dirty, self._dirty = self._dirty, set()
         out: dict[str, Any | None] = {}
         for key in dirty:
             if key == _BUDGET_KEY:
                 out[key] = {t: b.snapshot() for t, b in self.budgets.items()}
-            else:
-                record = self.tasks.get(key)
-                out[key] = asdict(record) if record is not None else None
+                continue
+            record = self.tasks.get(key)
+            if record is not None:
+                out[key] = asdict(record)
+                self._persisted.add(key)
+            elif key in self._persisted:
+                out[key] = None
+                self._persisted.discard(key)
         return out
 
     def load(self, entries: dict[str, Any]) -> None:
@@ -541,3 +549,4 @@ class RecoveryEngine:
                 }
             else:
                 self.tasks[key] = TaskRecord(**value)
+                self._persisted.add(key)

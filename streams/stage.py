@@ -182,7 +182,9 @@ class EngineStage(ABC, Generic[E]):
                 for tp, records in batch.items():
                     engine = self.engines.get(tp.partition)
                     if engine is None:
-                        continue  # revoked meanwhile
+                        if tp in self._consumer.assignment():
+                            await self._recover_partition(tp)
+                        continue  # revoked meanwhile, or re-read from its committed offset
                     for record in records:
                         self.feed(engine, record.value, record.key)
                     self._pending[tp] = records[-1].offset + 1
@@ -195,6 +197,14 @@ class EngineStage(ABC, Generic[E]):
             side.cancel()
             await self._consumer.stop()
             await self._producer.stop()
+
+    async def _recover_partition(self, tp: TopicPartition) -> None:
+        """An assigned partition without an engine: the rebalance listener failed (aiokafka
+        logs and swallows a listener's exception). Restore it now and re-read it from its
+        committed offset, so nothing fetched meanwhile is skipped."""
+        log.warning("errorflow.worker.unrestored stage=%s partition=%d", self.name, tp.partition)
+        await self.restore([tp.partition])
+        await self.start_at_committed([tp])
 
     async def checkpoint(self) -> None:
         """Outputs, changed state and consumed offsets, in one transaction."""

@@ -250,3 +250,19 @@ def test_the_stages_json_fast_path_builds_the_same_state_as_the_models() -> None
     assert by_json.changes() == by_model.changes()
     assert read_progress(b'{"type": "task.started", "schema_version": 2}') is None
     assert read_progress(s.encode(_failed())) is None  # not progress: the codec's job
+
+
+def test_a_task_that_ends_between_checkpoints_writes_no_state() -> None:
+    """Started and succeeded before a checkpoint: no entry, no tombstone (only the
+    template budget changes). Written once, then ended: a tombstone."""
+    engine = _engine()
+    started = s.TaskStarted(source=SOURCE, occurred_at=_at(0), **TASK, attempt=1)
+    ok = s.TaskSucceeded(source=SOURCE, occurred_at=_at(1), **TASK, attempt=1, duration_ms=1)
+    engine.apply(started, NOW)
+    engine.apply(ok, NOW)
+    assert set(engine.changes()) == {"~budgets"}
+    engine.apply(started, NOW)
+    assert set(engine.changes()) == {"t1"}
+    engine.apply(ok, NOW)
+    changes = engine.changes()
+    assert changes["t1"] is None
