@@ -115,9 +115,7 @@ def main() -> None:
     print("|---|---:|")
     print(f"| raw aiokafka consume loop (floor of the machine) | {raw:,.0f} |")
     print(f"| trivial Faust agent | {trivial:,.0f} |")
-    print(
-        f"| errorflow worker (all stages, exactly once) | {ours:,.0f} |"
-    )
+    print(f"| errorflow worker (all stages, exactly once) | {ours:,.0f} |")
     print(f"| worker / trivial Faust agent | {ours / trivial:.2f} |")
     print(f"(each reader timed over the first {total:,} records of the topics)")
 

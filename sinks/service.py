@@ -123,6 +123,7 @@ class ClickHouseSink:
         self._buffered = 0
         self._oldest: float | None = None
         self._resume: dict[TopicPartition, _Resume] = {}
+        self._resume_lock = asyncio.Lock()
         self._last_seen: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._in_flight: asyncio.Task[None] | None = None
@@ -140,9 +141,8 @@ class ClickHouseSink:
                     if tp not in self._consumer.assignment():
                         continue  # revoked meanwhile: its new owner stores them
                     if tp not in self._resume:
-                        # The rebalance listener did not position it (aiokafka logs and
-                        # swallows a listener's exception): do it now, before storing.
-                        log.warning("errorflow.sink.unpositioned partition=%s", tp)
+                        # Fetched before the rebalance listener positioned it (or the
+                        # listener failed): position it now, before storing anything.
                         await self.resume([tp])
                     self._buffer(tp, records)
                 if self._oldest is not None and (
@@ -218,9 +218,15 @@ class ClickHouseSink:
             return
 
     async def resume(self, partitions: list[TopicPartition]) -> None:
-        """Position each assigned partition so that nothing is stored twice."""
-        if not partitions:
-            return
+        """Position each assigned partition so that nothing is stored twice — once per
+        assignment, whether the rebalance listener or the fetch loop gets there first
+        (aiokafka fetches newly assigned partitions while the listener still runs)."""
+        async with self._resume_lock:
+            fresh = [tp for tp in partitions if tp not in self._resume]
+            if fresh:
+                await self._position(fresh)
+
+    async def _position(self, partitions: list[TopicPartition]) -> None:
         rows = await self.clickhouse.query_rows(positions_sql(self.database))
         highest = {(topic, partition): offset for topic, partition, offset in rows}
         for tp in partitions:

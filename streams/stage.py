@@ -61,8 +61,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             self.stage.engines.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.stage.restore([tp.partition for tp in assigned])
-        await self.stage.start_at_committed(assigned)
+        await self.stage.take_over(assigned)
         log.info(
             "errorflow.worker.assigned stage=%s partitions=%s",
             self.stage.name,
@@ -116,6 +115,7 @@ class EngineStage(ABC, Generic[E]):
             transaction_timeout_ms=15_000,
         )
         self._lock = asyncio.Lock()
+        self._assign_lock = asyncio.Lock()
 
     # -- what a subclass provides --------------------------------------------------------
 
@@ -182,9 +182,12 @@ class EngineStage(ABC, Generic[E]):
                 for tp, records in batch.items():
                     engine = self.engines.get(tp.partition)
                     if engine is None:
+                        # Assigned but not restored yet (aiokafka fetches before the
+                        # listener runs, and swallows a listener's exception): restore
+                        # it here; it is re-read from its committed offset.
                         if tp in self._consumer.assignment():
-                            await self._recover_partition(tp)
-                        continue  # revoked meanwhile, or re-read from its committed offset
+                            await self.take_over([tp])
+                        continue
                     for record in records:
                         self.feed(engine, record.value, record.key)
                     self._pending[tp] = records[-1].offset + 1
@@ -198,13 +201,15 @@ class EngineStage(ABC, Generic[E]):
             await self._consumer.stop()
             await self._producer.stop()
 
-    async def _recover_partition(self, tp: TopicPartition) -> None:
-        """An assigned partition without an engine: the rebalance listener failed (aiokafka
-        logs and swallows a listener's exception). Restore it now and re-read it from its
-        committed offset, so nothing fetched meanwhile is skipped."""
-        log.warning("errorflow.worker.unrestored stage=%s partition=%d", self.name, tp.partition)
-        await self.restore([tp.partition])
-        await self.start_at_committed([tp])
+    async def take_over(self, assigned: list[TopicPartition]) -> None:
+        """Restore the engines of ``assigned`` partitions that have none and position
+        them at their committed offsets — once, whether the rebalance listener or the
+        fetch loop gets there first."""
+        async with self._assign_lock:
+            fresh = [tp for tp in assigned if tp.partition not in self.engines]
+            if fresh:
+                await self.restore([tp.partition for tp in fresh])
+                await self.start_at_committed(fresh)
 
     async def checkpoint(self) -> None:
         """Outputs, changed state and consumed offsets, in one transaction."""
