@@ -59,6 +59,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.stage.checkpoint()
         for tp in revoked:
             self.stage.engines.pop(tp.partition, None)
+            self.stage._next.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.stage.take_over(assigned)
@@ -116,6 +117,7 @@ class EngineStage(ABC, Generic[E]):
         )
         self._lock = asyncio.Lock()
         self._assign_lock = asyncio.Lock()
+        self._next: dict[int, int] = {}  # partition → the next offset to feed
 
     # -- what a subclass provides --------------------------------------------------------
 
@@ -183,15 +185,14 @@ class EngineStage(ABC, Generic[E]):
                     engine = self.engines.get(tp.partition)
                     if engine is None:
                         # Assigned but not restored yet (aiokafka fetches before the
-                        # listener runs, and swallows a listener's exception): restore
-                        # it here; it is re-read from its committed offset.
-                        if tp in self._consumer.assignment():
-                            await self.take_over([tp])
-                        continue
-                    for record in records:
-                        self.feed(engine, record.value, record.key)
-                    self._pending[tp] = records[-1].offset + 1
-                    self._dirty.add(tp.partition)
+                        # listener runs, and swallows a listener's exception).
+                        if tp not in self._consumer.assignment():
+                            continue  # revoked meanwhile
+                        await self.take_over([tp])
+                        engine = self.engines.get(tp.partition)
+                        if engine is None:
+                            continue
+                    self._feed(tp, engine, records)
                 if (batch and self.urgent) or time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.settings.tick_s
                     await self.checkpoint()
@@ -201,15 +202,32 @@ class EngineStage(ABC, Generic[E]):
             await self._consumer.stop()
             await self._producer.stop()
 
+    def _feed(self, tp: TopicPartition, engine: E, records: list[Any]) -> None:
+        """Feed records at or past the partition's next offset. The fetcher may hand
+        over a batch fetched before our seek to the committed offset and then the same
+        records again after it; each offset counts once."""
+        expected = self._next.get(tp.partition, 0)
+        fresh = [r for r in records if r.offset >= expected]
+        if not fresh:
+            return
+        for record in fresh:
+            self.feed(engine, record.value, record.key)
+        self._next[tp.partition] = fresh[-1].offset + 1
+        self._pending[tp] = fresh[-1].offset + 1
+        self._dirty.add(tp.partition)
+
     async def take_over(self, assigned: list[TopicPartition]) -> None:
         """Restore the engines of ``assigned`` partitions that have none and position
         them at their committed offsets — once, whether the rebalance listener or the
-        fetch loop gets there first."""
+        fetch loop gets there first. The seek comes first and the engine is installed
+        last, so no record is fed to an engine before its next offset is known."""
         async with self._assign_lock:
             fresh = [tp for tp in assigned if tp.partition not in self.engines]
             if fresh:
+                starts = await self.start_at_committed(fresh)
                 await self.restore([tp.partition for tp in fresh])
-                await self.start_at_committed(fresh)
+                for tp, offset in starts.items():
+                    self._next[tp.partition] = offset
 
     async def checkpoint(self) -> None:
         """Outputs, changed state and consumed offsets, in one transaction."""
@@ -264,21 +282,24 @@ class EngineStage(ABC, Generic[E]):
             self.changes(engine)  # what was just loaded is not a change
             self.engines[partition] = engine
 
-    async def start_at_committed(self, assigned: list[TopicPartition]) -> None:
+    async def start_at_committed(self, assigned: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Position each partition at its committed offset, the one its restored state
         matches. (Without this explicit seek a worker restarted after SIGKILL was seen
         never fetching the records written after its predecessor's last commit.) A
         partition never committed gets its starting position committed, so a restart
-        resumes where the first run began, not at a later "latest"."""
-        fresh = {}
+        resumes where the first run began, not at a later "latest". Returns where each
+        partition starts."""
+        fresh, starts = {}, {}
         for tp in assigned:
             committed = await self._consumer.committed(tp)
             if committed is not None:
                 self._consumer.seek(tp, committed)
+                starts[tp] = committed
             else:
-                fresh[tp] = await self._consumer.position(tp)
+                fresh[tp] = starts[tp] = await self._consumer.position(tp)
         if fresh:
             await self._consumer.commit(fresh)
+        return starts
 
     async def _read_state(self, wanted: set[int]) -> dict[int, dict[str, Any]]:
         entries: dict[int, dict[str, Any]] = {}
