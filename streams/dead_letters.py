@@ -33,6 +33,7 @@ from schemas import (
 )
 from schemas.topics import BREAKER_STATE, DEAD_LETTER
 from streams.follow import read_to_end
+from streams.recovery_records import command_event
 
 __all__ = ["Selection", "plan_replay", "read_letters", "read_open_breakers", "replay"]
 
@@ -79,12 +80,12 @@ def plan_replay(
 
 
 def replay_command(letter: TaskDeadLettered, run_id: str, who: str, source: Source) -> RetryTask:
-    cid = command_id(letter.event_id, "replay", run_id)
-    return RetryTask(
-        event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{cid}|event")),
-        source=source,
-        command_id=cid,
-        causation_id=letter.event_id,
+    return command_event(
+        RetryTask,
+        command_id(letter.event_id, "replay", run_id),
+        letter.event_id,
+        int(time.time() * 1000),
+        source,
         task_id=letter.task_id,
         template_id=letter.template_id,
         operation_type=letter.operation_type,

@@ -24,39 +24,37 @@ per-template, per-category recovery stats (``sinks.queries.recovery_stats_by``).
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
-import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from schemas import (
-    AlertFiring,
-    CompensateOperation,
     CompensationCompleted,
     CompensationFailed,
     DeadLetterTask,
     Envelope,
     FailTaskFast,
     QueueTask,
-    RetryTask,
     Source,
-    TaskDeadLettered,
     TaskFailed,
     command_id,
 )
 from streams.fleet_budget import BudgetConfig, FleetBudget
+from streams.recovery_records import (
+    TaskRecord,
+    bounded_task_data,
+    command_event,
+    compensation_event,
+    dead_letter_event,
+    retry_event,
+    saga_alert,
+)
 from streams.saga import Saga
 from streams.strategies import Decision, StrategyTable
 
 __all__ = ["PROGRESS", "RecoveryConfig", "RecoveryEngine", "TaskRecord"]
 
-log = logging.getLogger("errorflow.worker.recovery")
-_NS = uuid.UUID("5b0c1d7e-2a43-4c1f-8e0b-9d6a3f7c2e15")
 _MAX_ERRORS = 20
-MAX_TASK_DATA = 512 * 1024  # bytes of JSON
 _BUDGET_KEY = "~budgets"
 PROGRESS = frozenset(
     {"task.started", "operation.recorded", "task.attempt_failed", "task.succeeded"}
@@ -75,37 +73,6 @@ class RecoveryConfig:
     saga_backoff_ms: int = 2_000
     no_compensation: frozenset[str] = frozenset()
     task_ttl_ms: int = 86_400_000
-
-
-@dataclass(slots=True)
-class TaskRecord:
-    task_id: str
-    template_id: str
-    operation_type: str
-    task_data: dict[str, Any] | None = None
-    operations: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    attempts: int = 0
-    last_ms: int = 0
-    retried: bool = False
-    # A timer: {"kind": "retry", due_ms, cause, attempt, reason} or
-    # {"kind": "park", since_ms, due_ms (deadline), cause, resource_kind, amount}.
-    pending: dict[str, Any] | None = None
-    saga: dict[str, Any] | None = None
-
-
-def _bounded(task_data: dict[str, Any], task_id: str) -> dict[str, Any] | None:
-    """The task data, unless it is too large to keep in the state (and to send back in a
-    command): then None — a retry or replay runs without it — and a log line says so."""
-    size = len(json.dumps(task_data, separators=(",", ":")))
-    if size <= MAX_TASK_DATA:
-        return task_data
-    log.error("errorflow.worker.task_data_dropped task=%s bytes=%d", task_id, size)
-    return None
-
-
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def _ms(event: Envelope) -> int:
@@ -152,7 +119,7 @@ class RecoveryEngine:
         record = self._record(task_id, template_id, data["operation_type"], data["attempt"], at_ms)
         if type_ == "task.started":
             if data.get("task_data") is not None:
-                record.task_data = _bounded(data["task_data"], task_id)
+                record.task_data = bounded_task_data(data["task_data"], task_id)
         elif type_ == "operation.recorded":
             if all(op["operation_id"] != data["operation_id"] for op in record.operations):
                 record.operations.append(
@@ -270,7 +237,7 @@ class RecoveryEngine:
         )
         record.attempts = max(record.attempts, event.attempts)
         if event.task_data is not None:
-            record.task_data = _bounded(event.task_data, event.task_id)
+            record.task_data = bounded_task_data(event.task_data, event.task_id)
         self._remember_error(record, event.error.model_dump(mode="json"))
         decision = self.config.strategies.decide(event)
         category = event.error.category
@@ -334,19 +301,7 @@ class RecoveryEngine:
             )
         else:
             self._out.append(
-                TaskDeadLettered(
-                    event_id=str(uuid.uuid5(_NS, f"{cause}|dead-letter")),
-                    occurred_at=_utc(now_ms),
-                    source=self.source,
-                    task_id=record.task_id,
-                    template_id=record.template_id,
-                    operation_type=record.operation_type,
-                    attempts=max(1, record.attempts),
-                    errors=record.errors,
-                    task_data=record.task_data,
-                    reason=decision.reason,
-                    category=category,
-                )
+                dead_letter_event(record, cause, decision.reason, category, now_ms, self.source)
             )
             self._out.append(
                 self._command(
@@ -366,34 +321,8 @@ class RecoveryEngine:
         else:
             self._drop(record.task_id)
 
-    def _emit_retry(
-        self,
-        record: TaskRecord,
-        *,
-        cause: str,
-        qualifier: str,
-        attempt: int,
-        not_before_ms: int,
-        reason: str,
-        category: str,
-        now_ms: int,
-    ) -> None:
-        self._out.append(
-            self._command(
-                RetryTask,
-                cause,
-                qualifier,
-                now_ms,
-                task_id=record.task_id,
-                template_id=record.template_id,
-                operation_type=record.operation_type,
-                attempt=attempt,
-                not_before=_utc(not_before_ms),
-                task_data=record.task_data,
-                reason=reason,
-                category=category,
-            )
-        )
+    def _emit_retry(self, record: TaskRecord, **fields: Any) -> None:
+        self._out.append(retry_event(record, source=self.source, **fields))
 
     # -- sagas ---------------------------------------------------------------------------
 
@@ -416,7 +345,9 @@ class RecoveryEngine:
                 backoff_ms=self.config.saga_backoff_ms,
             )
             if gave_up:
-                self._out.append(self._saga_alert(record, saga, now_ms))
+                self._out.append(
+                    saga_alert(record, saga, self.config.saga_max_tries, now_ms, self.source)
+                )
         record.saga = saga.to_dict()
         self._dirty.add(record.task_id)
         self._advance_saga(record, now_ms)
@@ -427,54 +358,12 @@ class RecoveryEngine:
         if step is None and saga.status not in ("done", "failed"):
             return  # waiting for an answer or a backoff: nothing changed
         if step is not None:
-            operation = step.operation
-            self._out.append(
-                CompensateOperation(
-                    event_id=str(uuid.uuid5(_NS, f"{step.command_id}|event")),
-                    occurred_at=_utc(now_ms),
-                    source=self.source,
-                    command_id=step.command_id,
-                    causation_id=saga.cause,
-                    task_id=record.task_id,
-                    operation_id=operation["operation_id"],
-                    operation_kind=operation["operation_kind"],
-                    data=operation["data"],
-                    step=step.step,
-                    total_steps=step.total,
-                    template_id=record.template_id,
-                )
-            )
+            self._out.append(compensation_event(record, step, saga.cause, now_ms, self.source))
         self._dirty.add(record.task_id)
         if saga.status in ("done", "failed"):
             self._drop(record.task_id)
         else:
             record.saga = saga.to_dict()
-
-    def _saga_alert(self, record: TaskRecord, saga: Saga, now_ms: int) -> AlertFiring:
-        operation = saga.current or {}
-        alert_id = hashlib.sha1(  # noqa: S324 - an id, not security
-            f"compensation|{record.task_id}|{operation.get('operation_id')}".encode()
-        ).hexdigest()[:16]
-        return AlertFiring(
-            event_id=str(uuid.uuid5(_NS, f"{saga.cause}|alert|{saga.index}")),
-            occurred_at=_utc(now_ms),
-            source=self.source,
-            alert_id=alert_id,
-            name="compensation_failed",
-            severity="high",
-            labels={
-                "task_id": record.task_id,
-                "template_id": record.template_id,
-                "operation_kind": str(operation.get("operation_kind")),
-            },
-            value=float(saga.tries),
-            threshold=float(self.config.saga_max_tries),
-            summary=(
-                f"compensating {operation.get('operation_kind')} of task {record.task_id} "
-                f"failed {saga.tries} times ({saga.errors[-1] if saga.errors else 'no error'})"
-                "; the saga stopped, compensate by hand"
-            ),
-        )
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -482,14 +371,7 @@ class RecoveryEngine:
         self, model: type[Envelope], cause: str, qualifier: str, now_ms: int, **fields: Any
     ) -> Envelope:
         cid = command_id(cause, qualifier)
-        return model(
-            event_id=str(uuid.uuid5(_NS, f"{cid}|event")),
-            occurred_at=_utc(now_ms),
-            source=self.source,
-            command_id=cid,
-            causation_id=cause,
-            **fields,
-        )
+        return command_event(model, cid, cause, now_ms, self.source, **fields)
 
     def _backoff_ms(self, cause: str, attempts: int) -> int:
         """Exponential with jitter — deterministic per cause, so a replay agrees."""
