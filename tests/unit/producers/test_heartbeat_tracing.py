@@ -69,6 +69,25 @@ async def test_without_a_span_events_have_no_trace() -> None:
     assert publisher.events[0].trace is None
 
 
+async def test_baggage_without_a_span_gives_no_trace() -> None:
+    """A non-empty OpenTelemetry context (baggage only) still has no span: no trace ids."""
+    from opentelemetry import baggage, context
+
+    handler = create_test_handler()
+
+    async def work(data: Any) -> int:
+        return 1
+
+    token = context.attach(baggage.set_baggage("tenant", "a"))
+    try:
+        await handler.wrap_task_execution("t", "sd", "img", None, work)
+    finally:
+        context.detach(token)
+    publisher = handler.publisher
+    assert isinstance(publisher, InMemoryPublisher)
+    assert publisher.events[0].trace is None
+
+
 async def test_analysis_says_clearly_when_no_pipeline_is_configured() -> None:
     """get_error_analysis without API or ClickHouse raises AnalysisUnavailable saying so."""
     from producers import AnalysisUnavailable
