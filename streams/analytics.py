@@ -17,7 +17,7 @@ from typing import Any
 
 from schemas import Envelope, SetAlertThresholds
 from streams.alerting import AlertBook, AlertChange
-from streams.facts import contributions
+from streams.facts import contributions, epoch_ms
 from streams.stats import Baseline
 from streams.windows import Window, WindowCounts, WindowSpec, WindowStore
 
@@ -135,7 +135,7 @@ class ErrorAnalytics:
         if not parts:
             return
         self.observed += 1
-        ts = int(event.occurred_at.timestamp() * 1000)
+        ts = epoch_ms(event.occurred_at)
         for key, counts in parts:
             self.observe_counts(key, ts, counts)
         self.advance(ts)

@@ -20,6 +20,7 @@ from schemas import ConfigureBreaker, DecodeError, ResetBreaker, Source
 from schemas.topics import CALL_EVENTS, CONTROL
 from streams.breaker_board import BreakerBoard, breaker_config
 from streams.emit import breaker_event
+from streams.facts import epoch_ms
 from streams.fastpath import read_facts
 from streams.fleet_breaker import FleetBreakerConfig
 from streams.follow import follow_events
@@ -97,7 +98,7 @@ class BreakerStage(EngineStage[BreakerBoard]):
                     board.configure(event.service, config)
                 log.info("errorflow.worker.breaker_config service=%s", event.service)
             elif isinstance(event, ResetBreaker):
-                at_ms = int(event.occurred_at.timestamp() * 1000)
+                at_ms = epoch_ms(event.occurred_at)
                 self.resets[event.service] = at_ms
                 self._reset(event.service, at_ms)
                 await self.checkpoint()

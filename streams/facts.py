@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from schemas import CallCompleted, Envelope, TaskEvent
 from streams.windows import WindowCounts
 
-__all__ = ["ATTEMPT_ENDS", "Facts", "contributions", "facts_of"]
+__all__ = ["ATTEMPT_ENDS", "Facts", "contributions", "epoch_ms", "facts_of"]
 
 # Each task attempt ends with exactly one of these; each external call with one
 # call.completed.
 ATTEMPT_ENDS = {"task.succeeded", "task.attempt_failed", "task.failed"}
 _FAILED = {"task.attempt_failed", "task.failed"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What the analytics need of one event (from a model or straight from JSON)."""
+def epoch_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch, exactly (``timestamp() * 1000`` is a float product
+    that can land one below: .123 s read as 122 ms)."""
+    return (moment - _EPOCH) // _MS
+
+
+class Facts(NamedTuple):
+    """What the analytics need of one event (from a model or straight from JSON).
+
+    A named tuple, not a frozen dataclass: one is built per event per stage, and a
+    frozen dataclass's ``__init__`` (``object.__setattr__`` per field) cost ~5 % of the
+    worker's time."""
 
     type: str
     ts_ms: int
@@ -35,7 +47,7 @@ class Facts:
 
 
 def facts_of(event: Envelope) -> Facts | None:
-    ts = int(event.occurred_at.timestamp() * 1000)
+    ts = epoch_ms(event.occurred_at)
     if isinstance(event, CallCompleted):
         error = event.error
         return Facts(

@@ -8,9 +8,10 @@ codec, which either reads it or says exactly why it is poison.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from schemas import DecodeError, decode
 from streams.facts import ATTEMPT_ENDS, Facts, facts_of
@@ -22,14 +23,37 @@ _CATEGORIES = {"transient", "resource", "validation", "permanent"}
 _OUTCOMES = {"success", "failure", "timeout", "rejected", "fallback"}
 
 
+_SECONDS: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch seconds, recent ones
+_FRACTION_SCALE = {1: 100, 2: 10, 3: 1, 4: 1, 5: 1, 6: 1}
+
+
 def _ms(text: str) -> int:
+    """Epoch milliseconds of an RFC 3339 UTC timestamp (``...Z``). Events of one second
+    share its date parse (a dict hit instead of ~2 µs of datetime work)."""
     if not text.endswith("Z"):
         raise ValueError("not UTC")
-    return int(datetime.fromisoformat(text[:-1] + "+00:00").timestamp() * 1000)
+    seconds = _SECONDS.get(text[:19])
+    if seconds is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        parsed = datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)
+        if len(text) < 20 or text[10] != "T":
+            raise ValueError("not a date and time")
+        seconds = _SECONDS[text[:19]] = int(parsed.timestamp())
+    fraction = text[19:-1]
+    if not fraction:
+        return seconds * 1000
+    digits = fraction[1:]
+    if fraction[0] != "." or not digits.isdigit() or not digits.isascii():
+        raise ValueError("fraction")
+    scale = _FRACTION_SCALE.get(len(digits))
+    if scale is None:
+        raise ValueError("fraction")
+    return seconds * 1000 + int(digits[:3]) * scale
 
 
 def _fast(raw: bytes) -> Facts | None:
-    data = json.loads(raw)
+    data = orjson.loads(raw)
     type_ = data["type"]
     if data["schema_version"] != 1 or not data["event_id"] or not data["source"]["runner_id"]:
         raise ValueError("envelope")
@@ -97,7 +121,7 @@ def _texts(data: dict[str, Any], *names: str) -> None:
 
 
 def _progress(raw: bytes) -> tuple[str, dict[str, Any], int] | None:
-    data = json.loads(raw)
+    data = orjson.loads(raw)
     type_ = data["type"]
     if data["schema_version"] != 1 or not data["event_id"] or not data["source"]["runner_id"]:
         raise ValueError("envelope")

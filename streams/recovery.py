@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import (
@@ -39,6 +39,7 @@ from schemas import (
     TaskFailed,
     command_id,
 )
+from streams.facts import epoch_ms
 from streams.fleet_budget import BudgetConfig, FleetBudget
 from streams.recovery_records import (
     TaskRecord,
@@ -76,7 +77,7 @@ class RecoveryConfig:
 
 
 def _ms(event: Envelope) -> int:
-    return int(event.occurred_at.timestamp() * 1000)
+    return epoch_ms(event.occurred_at)
 
 
 class RecoveryEngine:
@@ -416,7 +417,7 @@ class RecoveryEngine:
                 continue
             record = self.tasks.get(key)
             if record is not None:
-                out[key] = asdict(record)
+                out[key] = record.entry()
                 self._persisted.add(key)
             elif key in self._persisted:
                 out[key] = None

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -59,6 +59,14 @@ class TaskRecord:
     # {"kind": "park", since_ms, due_ms (deadline), cause, resource_kind, amount}.
     pending: dict[str, Any] | None = None
     saga: dict[str, Any] | None = None
+
+    def entry(self) -> dict[str, Any]:
+        """The state entry: a shallow dict (``asdict`` deep-copies task data and
+        operations, a fifth of the worker's time; the stage encodes it at once)."""
+        return {name: getattr(self, name) for name in _RECORD_FIELDS}
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(TaskRecord))
 
 
 def bounded_task_data(task_data: dict[str, Any], task_id: str) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from schemas import (
     WorkerHeartbeat,
 )
 from schemas.topics import BREAKER_STATE, HEARTBEATS, TASK_EVENTS
+from streams.facts import epoch_ms
 from streams.fastpath import read_progress
 from streams.follow import follow_events
 from streams.recovery import RecoveryEngine
@@ -93,7 +94,7 @@ class RecoveryStage(EngineStage[RecoveryEngine]):
                 self.open_until.pop(event.service, None)
             else:
                 timeout = getattr(event, "recovery_timeout_s", None) or 60.0
-                said = int(event.occurred_at.timestamp() * 1000)
+                said = epoch_ms(event.occurred_at)
                 self.open_until[event.service] = said + int(2000 * float(timeout))
 
     async def _follow_capacity(self, stop: asyncio.Event) -> None:
@@ -105,7 +106,7 @@ class RecoveryStage(EngineStage[RecoveryEngine]):
             found = capacity_of(event)
             if not found:
                 continue
-            at_ms = int(event.occurred_at.timestamp() * 1000)
+            at_ms = epoch_ms(event.occurred_at)
             now_ms = int(time.time() * 1000)
             for partition, engine in self.engines.items():
                 for kind, amount, where in found:

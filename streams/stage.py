@@ -38,6 +38,10 @@ E = TypeVar("E")
 _MAX_ENTRY = 8 << 20
 
 
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True, slots=True)
 class Output:
     topic: str
@@ -239,8 +243,10 @@ class EngineStage(ABC, Generic[E]):
                 if ready:
                     outputs.extend(ready)
                     self._dirty.add(partition)
+            # Encoded now, before the first await: engines may change while we send, and
+            # changes() may hand out live objects (the recovery engine does).
             state = [
-                (f"{partition}/{key}", value)
+                (f"{partition}/{key}".encode(), None if value is None else _encode(value))
                 for partition in sorted(self._dirty)
                 if partition in self.engines
                 for key, value in self.changes(self.engines[partition]).items()
@@ -252,13 +258,8 @@ class EngineStage(ABC, Generic[E]):
                 for out in outputs:
                     headers = [("type", out.type)] if out.type else []
                     await self._producer.send(out.topic, out.value, key=out.key, headers=headers)
-                for key, value in state:
-                    body = None if value is None else json.dumps(value, separators=(",", ":"))
-                    await self._producer.send(
-                        self.state_topic,
-                        None if body is None else body.encode(),
-                        key=key.encode(),
-                    )
+                for key, body in state:
+                    await self._producer.send(self.state_topic, body, key=key)
                 if self._pending:
                     await self._producer.send_offsets_to_transaction(
                         dict(self._pending), self.group

@@ -39,3 +39,37 @@ def test_garbage_is_poison() -> None:
     """Bytes that are not JSON raise DecodeError."""
     with pytest.raises(s.DecodeError, match="not valid JSON"):
         read_facts(b"\x00garbage")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-28T22:42:55.123Z",
+        "2026-11-28T22:42:55.1Z",
+        "2026-11-28T22:42:55.12Z",
+        "2026-11-28T22:42:55.999999Z",
+        "2026-11-28T22:42:55Z",
+        "1999-12-31T23:59:59.001Z",
+    ],
+)
+def test_timestamps_read_straight_from_json_are_exact(text: str) -> None:
+    """The fast path's milliseconds equal the exact ones of the parsed datetime."""
+    from datetime import datetime
+
+    from streams.facts import epoch_ms
+    from streams.fastpath import _ms
+
+    assert _ms(text) == epoch_ms(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    assert _ms(text) == _ms(text)  # the cached second gives the same answer
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-11-28T22:42:55+01:00", "2026-11-28 22:42:55Z", "2026-11-28T22:42:55,5Z"]
+)
+def test_unusual_timestamps_are_left_to_the_codec(text: str) -> None:
+    """Offsets, a space separator or a comma fraction are not guessed at: the codec
+    (through read_facts' fallback) decides."""
+    from streams.fastpath import _ms
+
+    with pytest.raises(ValueError, match="UTC|fraction|date and time"):
+        _ms(text)
