@@ -1,7 +1,8 @@
 """A trivial Faust agent (counts records) for benchmarks/worker_throughput.py.
 
-Run as ``python -m benchmarks.faust_trivial <bootstrap> <total>``; prints records/s once
-``total`` records were seen, then exits.
+Run as ``python -m benchmarks.faust_trivial <bootstrap> <total> [<take>]``; prints
+records/s once ``total`` records were seen, then exits. With ``take`` the agent reads
+batches of up to that many records (``stream.take``), the lever the brief names.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import faust
 
 def main() -> None:
     bootstrap, total = sys.argv[1], int(sys.argv[2])
+    take = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     app = faust.App(
         f"bench-trivial-{uuid.uuid4().hex[:6]}",
         broker=f"kafka://{bootstrap}",
@@ -36,16 +38,23 @@ def main() -> None:
     )
     seen = {"n": 0, "t": 0.0}
 
+    def counted(n: int) -> None:
+        if seen["n"] == 0:
+            seen["t"] = time.perf_counter()
+        seen["n"] += n
+        if seen["n"] >= total:
+            rate = (seen["n"] - 1) / (time.perf_counter() - seen["t"])
+            print(f"\nRATE {rate:.0f}", flush=True)
+            os._exit(0)
+
     @app.agent(topic)
     async def count(stream):  # type: ignore[no-untyped-def]
-        async for _ in stream:
-            if seen["n"] == 0:
-                seen["t"] = time.perf_counter()
-            seen["n"] += 1
-            if seen["n"] >= total:
-                rate = (seen["n"] - 1) / (time.perf_counter() - seen["t"])
-                print(f"\nRATE {rate:.0f}", flush=True)
-                os._exit(0)
+        if take:
+            async for batch in stream.take(take, within=0.2):
+                counted(len(batch))
+        else:
+            async for _ in stream:
+                counted(1)
 
     sys.argv = sys.argv[:1]  # the Worker reads the command line too
     faust.Worker(app, loglevel="warning").execute_from_commandline()

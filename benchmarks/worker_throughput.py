@@ -79,9 +79,9 @@ async def worker(bootstrap: str, total: int) -> float:
     return rate
 
 
-def faust_trivial(bootstrap: str, total: int) -> float:
+def faust_trivial(bootstrap: str, total: int, take: int = 0) -> float:
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.faust_trivial", bootstrap, str(total)],
+        [sys.executable, "-m", "benchmarks.faust_trivial", bootstrap, str(total), str(take)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -110,11 +110,13 @@ def main() -> None:
     total = min(args.events, asyncio.run(records_on(args.kafka, TOPICS)))
     raw = asyncio.run(raw_loop(args.kafka, total))
     trivial = faust_trivial(args.kafka, total)
+    batched = faust_trivial(args.kafka, total, take=2000)
     ours = asyncio.run(worker(args.kafka, total))
     print("| reader | events/s |")
     print("|---|---:|")
     print(f"| raw aiokafka consume loop (floor of the machine) | {raw:,.0f} |")
     print(f"| trivial Faust agent | {trivial:,.0f} |")
+    print(f"| trivial Faust agent, stream.take(2000) batches | {batched:,.0f} |")
     print(f"| errorflow worker (all stages, exactly once) | {ours:,.0f} |")
     print(f"| worker / trivial Faust agent | {ours / trivial:.2f} |")
     print(f"(each reader timed over the first {total:,} records of the topics)")

@@ -23,33 +23,42 @@ _CATEGORIES = {"transient", "resource", "validation", "permanent"}
 _OUTCOMES = {"success", "failure", "timeout", "rejected", "fallback"}
 
 
-_SECONDS: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch seconds, recent ones
+_SECONDS: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch ms, recent seconds
+_MILLIS = {f"{n:03d}": n for n in range(1000)}  # validates and converts in one lookup
 _FRACTION_SCALE = {1: 100, 2: 10, 3: 1, 4: 1, 5: 1, 6: 1}
 
 
 def _ms(text: str) -> int:
     """Epoch milliseconds of an RFC 3339 UTC timestamp (``...Z``). Events of one second
-    share its date parse (a dict hit instead of ~2 µs of datetime work)."""
+    share its date parse (a dict hit instead of ~2 µs of datetime work); the SDK's
+    ``.mmmZ`` form takes one more lookup."""
+    base = _SECONDS.get(text[:19])
+    if base is None:
+        base = _second(text)
+    if len(text) == 24 and text[19] == "." and text[23] == "Z":
+        millis = _MILLIS.get(text[20:23])
+        if millis is not None:
+            return base + millis
     if not text.endswith("Z"):
         raise ValueError("not UTC")
-    seconds = _SECONDS.get(text[:19])
-    if seconds is None:
-        if len(_SECONDS) > 4096:
-            _SECONDS.clear()
-        parsed = datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)
-        if len(text) < 20 or text[10] != "T":
-            raise ValueError("not a date and time")
-        seconds = _SECONDS[text[:19]] = int(parsed.timestamp())
     fraction = text[19:-1]
     if not fraction:
-        return seconds * 1000
+        return base
     digits = fraction[1:]
-    if fraction[0] != "." or not digits.isdigit() or not digits.isascii():
-        raise ValueError("fraction")
     scale = _FRACTION_SCALE.get(len(digits))
-    if scale is None:
+    if fraction[0] != "." or not digits.isdigit() or not digits.isascii() or scale is None:
         raise ValueError("fraction")
-    return seconds * 1000 + int(digits[:3]) * scale
+    return base + int(digits[:3]) * scale
+
+
+def _second(text: str) -> int:
+    if len(text) < 20 or text[10] != "T":
+        raise ValueError("not a date and time")
+    parsed = datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)
+    if len(_SECONDS) > 4096:
+        _SECONDS.clear()
+    base = _SECONDS[text[:19]] = int(parsed.timestamp()) * 1000
+    return base
 
 
 def _fast(raw: bytes) -> Facts | None:
