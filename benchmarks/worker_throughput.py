@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from statistics import median
 
 from aiokafka import AIOKafkaConsumer
 
@@ -105,21 +107,34 @@ def main() -> None:
         default=150_000,
         help="events to produce first; each reader is timed over that many",
     )
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     asyncio.run(produce_mix(args.kafka, args.events))
     total = min(args.events, asyncio.run(records_on(args.kafka, TOPICS)))
-    raw = asyncio.run(raw_loop(args.kafka, total))
-    trivial = faust_trivial(args.kafka, total)
-    batched = faust_trivial(args.kafka, total, take=2000)
-    ours = asyncio.run(worker(args.kafka, total))
-    print("| reader | events/s |")
-    print("|---|---:|")
-    print(f"| raw aiokafka consume loop (floor of the machine) | {raw:,.0f} |")
-    print(f"| trivial Faust agent | {trivial:,.0f} |")
-    print(f"| trivial Faust agent, stream.take(2000) batches | {batched:,.0f} |")
-    print(f"| errorflow worker (all stages, exactly once) | {ours:,.0f} |")
-    print(f"| worker / trivial Faust agent | {ours / trivial:.2f} |")
-    print(f"(each reader timed over the first {total:,} records of the topics)")
+    readers: dict[str, Callable[[], float]] = {
+        "raw aiokafka consume loop (floor of the machine)": lambda: asyncio.run(
+            raw_loop(args.kafka, total)
+        ),
+        "trivial Faust agent": lambda: faust_trivial(args.kafka, total),
+        "trivial Faust agent, stream.take(2000) batches": lambda: faust_trivial(
+            args.kafka, total, take=2000
+        ),
+        "errorflow worker (all stages, exactly once)": lambda: asyncio.run(
+            worker(args.kafka, total)
+        ),
+    }
+    # Interleaved rounds, medians: this machine's speed drifts by ±30 % within minutes.
+    rates: dict[str, list[float]] = {name: [] for name in readers}
+    for _ in range(args.rounds):
+        for name, read in readers.items():
+            rates[name].append(read())
+    print("| reader | events/s (median) | min – max |")
+    print("|---|---:|---:|")
+    for name, values in rates.items():
+        print(f"| {name} | {median(values):,.0f} | {min(values):,.0f} – {max(values):,.0f} |")
+    ours = median(rates["errorflow worker (all stages, exactly once)"])
+    print(f"| worker / trivial Faust agent | {ours / median(rates['trivial Faust agent']):.2f} | |")
+    print(f"({args.rounds} rounds; each reader timed over the first {total:,} records)")
 
 
 if __name__ == "__main__":
