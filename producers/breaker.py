@@ -141,8 +141,10 @@ class CircuitBreaker:
         if self.config.failure_rate_threshold is not None:
             self._observe(now, ok=False)
         self._consecutive_failures += 1
-        if self._state == "half_open":
-            self._probes_in_flight = max(0, self._probes_in_flight - 1)
+        # A failed probe opens, whether the half-open was ours or the fleet's (a runner
+        # whose own breaker is closed probes when the fleet names it). Opening also
+        # frees the probe slot: a slot kept here once left a fleet rejecting every call.
+        if self._state == "half_open" or (not self._fast_closed and self.state == "half_open"):
             self._open(now, "probe failed in half-open")
             return
         if self._state != "closed":
@@ -197,7 +199,8 @@ class CircuitBreaker:
         self._cluster = _ClusterView(state, now, reason, until)
         self.fleet_budget_spent = budget_spent
         self._refresh_fast_path()
-        if state == "closed" and self._state == "half_open":
+        if self.state != "half_open":
+            # Probes admitted in a half-open that is over hold no slot into the next.
             self._probes_in_flight = 0
 
     def snapshot(self) -> dict[str, Any]:

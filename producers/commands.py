@@ -131,16 +131,28 @@ class CommandListener:
             budget = getattr(event, "retry_budget", None) or {}
             source = self.handler.source
             breaker = self.handler.circuit_breakers.get(event.service)
-            # An OPEN holds until the fleet's recovery timeout has passed twice since it
-            # opened (once for the stream's own half-open timer, once as grace).
-            timeout = getattr(event, "recovery_timeout_s", None) or breaker.config.recovery_timeout
-            elapsed = (datetime.now(UTC) - event.since).total_seconds()
+            may_probe = not probers or (source.worker_id or source.runner_id) in probers
+            # Both holds are leases, so a stream that is gone (or a state left on the
+            # compacted topic by an earlier deployment) cannot stop a fleet: an OPEN holds
+            # for twice the fleet's recovery timeout since it opened (once for the
+            # stream's half-open timer, once as grace); a HALF_OPEN naming other probers
+            # for twice the timeout since it named them (a live stream names new probers
+            # after one timeout without a probe — these may be long gone).
+            timeout = 2 * float(
+                getattr(event, "recovery_timeout_s", None) or breaker.config.recovery_timeout
+            )
+            now = datetime.now(UTC)
+            lease = None
+            if event.state == "open":
+                lease = timeout - (now - event.since).total_seconds()
+            elif event.state == "half_open" and not may_probe:
+                lease = timeout - (now - event.occurred_at).total_seconds()
             breaker.apply_cluster_state(
                 event.state,
                 reason=event.reason,
-                may_probe=not probers or (source.worker_id or source.runner_id) in probers,
+                may_probe=may_probe,
                 budget_spent=bool(budget.get("exhausted")),
-                open_for_s=2 * float(timeout) - elapsed if event.state == "open" else None,
+                open_for_s=lease,
             )
 
     # -- commands ----------------------------------------------------------------------

@@ -304,6 +304,9 @@ class ErrorHandler(RunnerRegistry):
                 result = await asyncio.wait_for(call_user_function(func, *args, **kwargs), timeout)
         except Exception as exc:
             return await self._call_failed(exc, service, breaker, fallback, started)
+        except asyncio.CancelledError:
+            breaker.release()  # a cancelled probe must not keep the half-open's slot
+            raise
         if breaker._fast_success:
             breaker._consecutive_failures = 0
         else:

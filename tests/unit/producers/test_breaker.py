@@ -107,6 +107,64 @@ def test_a_fleet_half_open_naming_other_probers_rejects_here() -> None:
     assert breaker.allow()
 
 
+def test_a_failed_fleet_probe_does_not_keep_its_slot() -> None:
+    """A runner whose own breaker is closed probes for the fleet's half-open; the probe
+    fails (below the local threshold). When the fleet names it again, it probes again
+    instead of rejecting every call forever (the demo's stuck fleet)."""
+    breaker, clock = _breaker(failure_threshold=5)
+    breaker.apply_cluster_state("open", reason="fleet")
+    breaker.apply_cluster_state("half_open", reason="timeout", may_probe=True)
+    assert breaker.allow()
+    breaker.record_failure()
+    assert breaker.state == "open"  # a failed probe opens, as in half-open anywhere
+    breaker.apply_cluster_state("open", reason="a probe failed")
+    clock.advance(10)  # our own recovery timeout
+    breaker.apply_cluster_state("half_open", reason="new probers", may_probe=True)
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.allow()
+    breaker.record_success()
+    breaker.apply_cluster_state("closed", reason="probes succeeded")
+    assert breaker.state == "closed"
+
+
+def test_a_probe_slot_is_given_back_when_the_fleet_moves_on() -> None:
+    """A probe admitted in the fleet's half-open whose outcome arrives after the fleet
+    re-opened holds no slot into the next half-open."""
+    breaker, _ = _breaker()
+    breaker.apply_cluster_state("half_open", reason="timeout", may_probe=True)
+    assert breaker.allow()
+    breaker.apply_cluster_state("half_open", reason="timeout", may_probe=False)
+    breaker.record_success()  # the outcome of the probe, now that others probe
+    breaker.apply_cluster_state("half_open", reason="new probers", may_probe=True)
+    assert breaker.allow()
+
+
+def test_a_cancelled_probe_gives_its_slot_back() -> None:
+    """A probe cancelled mid-call (task cancellation) does not keep the only slot."""
+    import asyncio
+
+    from producers.testing import create_test_handler
+
+    async def scenario() -> None:
+        handler = create_test_handler()
+        breaker = handler.circuit_breakers.get("svc")
+        breaker.apply_cluster_state("half_open", reason="timeout", may_probe=True)
+        started = asyncio.Event()
+
+        async def hang() -> None:
+            started.set()
+            await asyncio.sleep(3600)
+
+        call = asyncio.create_task(handler.protect_external_call("svc", hang))
+        await started.wait()
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        assert breaker.allow()
+
+    asyncio.run(scenario())
+
+
 def test_add_breaker_uses_the_seed_signature() -> None:
     """add_breaker(service, failure_threshold, recovery_timeout, success_threshold)."""
     registry = CircuitBreakerRegistry(clock=ManualClock())

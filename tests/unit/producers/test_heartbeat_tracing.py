@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,36 @@ def test_stale_fleet_breaker_states_are_ignored(tmp_path: Path) -> None:
     assert listener.counters["stale"] == 1
     listener._apply_breaker_state(state(1))
     assert handler.circuit_breakers.get("comfyui").state == "open"
+
+
+def test_a_fleet_half_open_naming_gone_probers_lapses(tmp_path: Path) -> None:
+    """A HALF_OPEN naming other probers rejects calls here while fresh; one older than
+    twice the fleet's recovery timeout (its probers never answered, and no stream named
+    new ones) lets this runner probe."""
+    from producers.commands import CommandListener
+
+    handler = create_test_handler(data_dir=tmp_path)
+    listener = CommandListener(handler)
+
+    def state(age_s: float) -> bytes:
+        at = s.utc_now() - timedelta(seconds=age_s)
+        event = s.BreakerStateChanged(
+            service="comfyui",
+            state="half_open",
+            since=at,
+            reason="recovery timeout elapsed",
+            failure_count=5,
+            calls=5,
+            occurred_at=at,
+        )
+        payload = json.loads(s.encode(event))
+        payload.update(probe_workers=["gone-host:1"], recovery_timeout_s=5.0)
+        return json.dumps(payload).encode()
+
+    breaker = handler.circuit_breakers.get("comfyui")
+    listener._apply_breaker_state(state(1))
+    assert breaker.state == "open"
+    assert not breaker.allow()
+    listener._apply_breaker_state(state(11))
+    assert breaker.state == "half_open"
+    assert breaker.allow()
