@@ -85,6 +85,11 @@ class BreakerBoard:
     def observe(self, call: Facts) -> None:
         """One ``call.completed`` (as read by :mod:`streams.fastpath`)."""
         if call.outcome == "rejected" or call.fallback_reason == "rejected":
+            # Not a call; but its worker is a candidate prober for a breaker not closed.
+            rejected = self.breakers.get(call.service)
+            if rejected is not None and rejected.state != "closed":
+                rejected.wanted(worker=call.worker, at_ms=call.ts_ms)
+                self._dirty.add(call.service)
             return
         if call.category in _NOT_AGAINST:
             return

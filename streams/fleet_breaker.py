@@ -76,10 +76,7 @@ class FleetBreaker:
         """One call's outcome (success, or a failure/timeout) from ``worker``."""
         self.calls += 1
         self._remember(at_ms, ok)
-        self.callers.pop(worker, None)
-        self.callers[worker] = at_ms  # re-inserted: dict order is recency order
-        if len(self.callers) > self._MAX_CALLERS:
-            del self.callers[next(iter(self.callers))]
+        self.wanted(worker=worker, at_ms=at_ms)
         if ok:
             self.consecutive = 0
             self.failing_workers.clear()
@@ -108,6 +105,15 @@ class FleetBreaker:
                 "open", at_ms, f"failure rate {rate:.0%} over {self.config.window_s:.0f}s"
             )
         return None
+
+    def wanted(self, *, worker: str, at_ms: int) -> None:
+        """``worker`` wants the service (it called, or its call was rejected): a
+        candidate prober. Counting rejected callers matters: a worker that started
+        after the breaker opened never makes a real call until it is named."""
+        self.callers.pop(worker, None)
+        self.callers[worker] = at_ms  # re-inserted: dict order is recency order
+        if len(self.callers) > self._MAX_CALLERS:
+            del self.callers[next(iter(self.callers))]
 
     def tick(self, now_ms: int) -> Transition | None:
         """OPEN → HALF_OPEN once ``recovery_timeout`` has passed, by the clock."""

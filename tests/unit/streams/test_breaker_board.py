@@ -58,6 +58,22 @@ def test_rejected_calls_and_validation_errors_do_not_count() -> None:
     assert "comfyui" not in board.breakers
 
 
+def test_a_worker_started_after_the_opening_gets_named_when_the_prober_is_gone() -> None:
+    """w0 opened the breaker and then died; w9, started later, only ever had its calls
+    rejected. When w0 does not probe within a recovery timeout, w9 is named."""
+    board = _board()
+    for i in range(5):
+        board.observe(_call("failure", worker="w0", at_ms=i, error=error()))
+    board.tick(T0_MS + 10)
+    [half] = board.tick(T0_MS + 10_010)
+    assert half.transition.probe_workers == ("w0",)
+    board.observe(_call("rejected", worker="w9", at_ms=12_000))
+    board.observe(_call("fallback", worker="w9", at_ms=13_000, fallback_reason="rejected"))
+    [renamed] = board.tick(T0_MS + 20_020)
+    assert renamed.transition.probe_workers == ("w9",)
+    assert renamed.transition.calls == 5  # rejected calls are still not calls
+
+
 def test_reset_applies_once_even_when_the_control_topic_is_read_again() -> None:
     board = _board(failure_threshold=1)
     board.observe(_call("failure", error=error()))
