@@ -175,6 +175,7 @@ async def _demo(settings: DeploySettings, seconds: float) -> None:
     comfy.down = True
     await asyncio.sleep(third / 2)
     comfy.down = False
+    succeeded_before = stats["succeeded"]
     print(f"  t={time.monotonic() - started:4.0f}s comfyui is back   ({stats})")
     await asyncio.sleep(seconds - third - third / 2)
     fleet_stop.set()
@@ -231,6 +232,10 @@ async def _demo(settings: DeploySettings, seconds: float) -> None:
             f"{row['succeeded_after_retry']}"
         )
     print(f"  compensations run by the runners: {stats['compensated']}")
+    print(
+        f"  after comfyui came back the fleet completed "
+        f"{stats['succeeded'] - succeeded_before} tasks"
+    )
     print('\nExplore: errorflow sql "SELECT type, count() FROM errorflow.events GROUP BY type"')
     print("         errorflow dlq list")
     clickhouse.close()
