@@ -204,13 +204,16 @@ async def test_retry_command_reruns_the_task_through_its_executor(
     """recovery.retry (via kcat) re-runs the task in a runner, not before not_before,
     with the command's attempt number; the same command again is dropped."""
     task_id = f"it-retry-cmd-{time.time_ns()}"
+    # A template of its own: a fresh command group reads the topic from the start, and
+    # other runs (the demo's) leave retries for "video-gen" there.
+    template = f"video-gen-{time.time_ns()}"
     runs: list[tuple[float, dict[str, Any]]] = []
     not_before = s.utc_now() + timedelta(seconds=1.5)
     command = s.RetryTask(
         command_id=s.command_id(f"{task_id}-failed"),
         causation_id=f"{task_id}-failed",
         task_id=task_id,
-        template_id="video-gen",
+        template_id=template,
         operation_type="video_generation",
         attempt=4,
         not_before=not_before,
@@ -223,7 +226,7 @@ async def test_retry_command_reruns_the_task_through_its_executor(
     )
     async with ErrorHandler(config) as handler:
 
-        @handler.executor("video-gen")
+        @handler.executor(template)
         async def regenerate(data: dict[str, Any]) -> str:
             runs.append((time.time(), data))
             return "ok"
