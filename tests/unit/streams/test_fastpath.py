@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -73,3 +74,39 @@ def test_unusual_timestamps_are_left_to_the_codec(text: str) -> None:
 
     with pytest.raises(ValueError, match="UTC|fraction|date and time"):
         _ms(text)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.update(attempt=True),
+        lambda d: d.update(attempt="1"),
+        lambda d: d.update(attempt=2**70),
+        lambda d: d.update(template_id=7),
+        lambda d: d["source"].pop("runner_id"),
+        lambda d: d["error"].update(severity=None),
+        lambda d: d.update(occurred_at="2026-11-28T22:42:55.123+00:00"),
+    ],
+    ids=[
+        "bool-attempt",
+        "text-attempt",
+        "huge-attempt",
+        "int-template",
+        "no-runner",
+        "null-severity",
+        "offset-time",
+    ],
+)
+def test_odd_types_get_the_same_answer_as_the_codec(mutate) -> None:  # type: ignore[no-untyped-def]
+    """Where the typed fast path refuses a field, the codec's answer (its coercion or its
+    refusal) is the one given — never a third one."""
+    data = json.loads(s.encode(every_type()[2]))
+    mutate(data)
+    raw = json.dumps(data).encode()
+    try:
+        expected = facts_of(s.decode(raw))
+    except s.DecodeError as exc:
+        with pytest.raises(s.DecodeError, match=re.escape(exc.reason)):
+            read_facts(raw)
+    else:
+        assert read_facts(raw) == expected
