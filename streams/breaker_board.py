@@ -131,6 +131,10 @@ class BreakerBoard:
         if transition is not None:
             self._publish(transition, at_ms, "transition")
 
+    def has_news(self) -> bool:
+        """Whether calls just observed changed a published state (publish it now)."""
+        return bool(self._out)
+
     def tick(self, now_ms: int) -> list[Publication]:
         """Timer transitions, budget flips by the window sliding, re-publishes; then
         everything ready to publish."""

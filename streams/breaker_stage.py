@@ -60,6 +60,9 @@ class BreakerStage(EngineStage[BreakerBoard]):
         if facts is not None and facts.type == "call.completed":
             engine.observe(facts)
 
+    def has_news(self, engine: BreakerBoard) -> bool:
+        return engine.has_news()
+
     def collect(self, engine: BreakerBoard, now_ms: int) -> list[Output]:
         return [Output.event(breaker_event(p, self.source)) for p in engine.tick(now_ms)]
 
