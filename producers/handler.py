@@ -391,7 +391,6 @@ class ErrorHandler(RunnerRegistry):
     async def get_error_analysis(self, window_minutes: int = 5) -> dict[str, Any]:
         """The seed's analysis, answered by the pipeline (API or ClickHouse)."""
         analysis = await fetch_analysis(self.config, window_minutes)
-        analysis.setdefault("sdk", {})
         analysis["sdk"] = {
             "runner_id": self.config.runner_id,
             "counters": dict(self.counters),

@@ -58,7 +58,7 @@ def _second(text: str) -> int:
     parsed = datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)
     if len(_SECONDS) > 4096:
         _SECONDS.clear()
-    base = _SECONDS[text[:19]] = int(parsed.timestamp()) * 1000
+    _SECONDS[text[:19]] = base = int(parsed.timestamp()) * 1000
     return base
 
 

@@ -45,11 +45,10 @@ from streams.recovery_records import (
     TaskRecord,
     bounded_task_data,
     command_event,
-    compensation_event,
     dead_letter_event,
     retry_event,
-    saga_alert,
 )
+from streams.recovery_sagas import SagaSteps
 from streams.saga import Saga
 from streams.strategies import Decision, StrategyTable
 
@@ -76,11 +75,7 @@ class RecoveryConfig:
     task_ttl_ms: int = 86_400_000
 
 
-def _ms(event: Envelope) -> int:
-    return epoch_ms(event.occurred_at)
-
-
-class RecoveryEngine:
+class RecoveryEngine(SagaSteps):
     def __init__(
         self, config: RecoveryConfig, source: Source, open_until: dict[str, int] | None = None
     ) -> None:
@@ -99,7 +94,7 @@ class RecoveryEngine:
 
     def apply(self, event: Envelope, now_ms: int) -> None:
         if event.type in PROGRESS:
-            self.progress(event.type, event.model_dump(mode="json"), _ms(event))
+            self.progress(event.type, event.model_dump(mode="json"), epoch_ms(event.occurred_at))
         elif isinstance(event, TaskFailed):
             self._failed(event, now_ms)
         elif isinstance(event, CompensationCompleted | CompensationFailed):
@@ -234,7 +229,11 @@ class RecoveryEngine:
 
     def _failed(self, event: TaskFailed, now_ms: int) -> None:
         record = self._record(
-            event.task_id, event.template_id, event.operation_type, event.attempt, _ms(event)
+            event.task_id,
+            event.template_id,
+            event.operation_type,
+            event.attempt,
+            epoch_ms(event.occurred_at),
         )
         record.attempts = max(record.attempts, event.attempts)
         if event.task_data is not None:
@@ -324,47 +323,6 @@ class RecoveryEngine:
 
     def _emit_retry(self, record: TaskRecord, **fields: Any) -> None:
         self._out.append(retry_event(record, source=self.source, **fields))
-
-    # -- sagas ---------------------------------------------------------------------------
-
-    def _compensation_answer(
-        self, event: CompensationCompleted | CompensationFailed, now_ms: int
-    ) -> None:
-        record = self.tasks.get(event.task_id)
-        if record is None or record.saga is None:
-            return  # not ours, or long finished: a duplicate answer changes nothing
-        saga = Saga.from_dict(record.saga)
-        if isinstance(event, CompensationCompleted):
-            saga.completed(event.command_id)
-        else:
-            error = event.error.message if event.error else str(getattr(event, "reason", ""))
-            gave_up = saga.failed(
-                event.command_id,
-                error,
-                now_ms,
-                max_tries=self.config.saga_max_tries,
-                backoff_ms=self.config.saga_backoff_ms,
-            )
-            if gave_up:
-                self._out.append(
-                    saga_alert(record, saga, self.config.saga_max_tries, now_ms, self.source)
-                )
-        record.saga = saga.to_dict()
-        self._dirty.add(record.task_id)
-        self._advance_saga(record, now_ms)
-
-    def _advance_saga(self, record: TaskRecord, now_ms: int) -> None:
-        saga = Saga.from_dict(record.saga or {})
-        step = saga.next_step(now_ms)
-        if step is None and saga.status not in ("done", "failed"):
-            return  # waiting for an answer or a backoff: nothing changed
-        if step is not None:
-            self._out.append(compensation_event(record, step, saga.cause, now_ms, self.source))
-        self._dirty.add(record.task_id)
-        if saga.status in ("done", "failed"):
-            self._drop(record.task_id)
-        else:
-            record.saga = saga.to_dict()
 
     # -- helpers -------------------------------------------------------------------------
 

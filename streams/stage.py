@@ -197,7 +197,7 @@ class EngineStage(ABC, Generic[E]):
                         if engine is None:
                             continue
                     self._feed(tp, engine, records)
-                if (batch and self.urgent and self._news()) or time.monotonic() >= next_tick:
+                if (batch and self._news()) or time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.settings.tick_s
                     await self.checkpoint()
             await self.checkpoint()
@@ -210,10 +210,10 @@ class EngineStage(ABC, Generic[E]):
         return any(self.has_news(engine) for engine in self.engines.values())
 
     def has_news(self, engine: E) -> bool:
-        """For an urgent stage: whether ``engine`` has outputs to send now, not at the
-        next tick (a checkpoint is a transaction: one per fetched batch cost the worker
-        several per cent under load)."""
-        return True
+        """Whether ``engine`` has outputs to send now rather than at the next tick; an
+        urgent stage answers (a checkpoint is a transaction: one per fetched batch cost
+        the worker several per cent under load)."""
+        return False
 
     def _feed(self, tp: TopicPartition, engine: E, records: list[Any]) -> None:
         """Feed records at or past the partition's next offset. The fetcher may hand
