@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 
 from deploy.settings import DeploySettings
-from streams.dead_letters import (
+from streams.recovery.dead_letters import (
     Selection,
     plan_replay,
     read_letters,

@@ -126,7 +126,7 @@ class CommandListener:
                 self.counters["stale"] += 1
                 return
             self.counters["breaker_updates"] += 1
-            # Optional fields of breaker.state (streams/emit.py: breaker_event).
+            # Optional fields of breaker.state (streams/breakers/records.py: breaker_event).
             probers = getattr(event, "probe_workers", None) or []
             budget = getattr(event, "retry_budget", None) or {}
             source = self.handler.source

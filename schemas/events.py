@@ -113,6 +113,10 @@ class CallCompleted(Envelope):
     # Optional (DESIGN.md lets producers add optional fields): the task attempt the call
     # belongs to; above 1 it is a retry, which the fleet retry budget counts.
     attempt: int | None = Field(default=None, ge=1)
+    # Optional: on a ``fallback`` outcome, why the fallback was served — ``rejected`` (the
+    # breaker refused the call; it never reached the service) or the failed call's
+    # outcome (``failure``/``timeout``: the service failed, the task was spared).
+    fallback_reason: str | None = None
 
 
 class ModelStatus(WireModel):

@@ -1,9 +1,10 @@
 """``create_app(settings)``: the one factory of the stream worker.
 
-The worker runs its stages in one process — :mod:`streams.ingest` and
-:mod:`streams.detection` (windows, anomalies, alerts), :mod:`streams.breaker_stage`
-(fleet breakers and retry budgets), :mod:`streams.recovery_stage` (recovery commands,
-dead letters, compensation sagas) — over its own internal topics
+The worker runs its stages in one process — :mod:`streams.analytics.ingest_stage` and
+:mod:`streams.analytics.detection_stage` (windows, anomalies, alerts),
+:mod:`streams.breakers.breaker_stage` (fleet breakers and retry budgets),
+:mod:`streams.recovery.recovery_stage` (recovery commands, dead letters, compensation
+sagas) — over its own internal topics
 (``<app_id>-partials``, ``-windows`` and each stage's ``-<stage>-state`` changelog),
 created here if missing. Start more processes with
 distinct ``ERRORFLOW_WORKER_NAME`` to share the partitions.
@@ -16,16 +17,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.admin import NewTopic
-
 from deploy.topics import create_topics
 from schemas import Source
-from streams.breaker_stage import BreakerStage
-from streams.detection import DetectionStage
-from streams.ingest import IngestStage
-from streams.recovery_stage import RecoveryStage
+from streams.analytics.detection_stage import DetectionStage
+from streams.analytics.ingest_stage import IngestStage
+from streams.breakers.breaker_stage import BreakerStage
+from streams.engine.stage import EngineStage
+from streams.recovery.recovery_stage import RecoveryStage
 from streams.settings import WorkerSettings
-from streams.stage import EngineStage
 
 __all__ = ["WorkerApp", "create_app"]
 
@@ -42,13 +41,13 @@ class WorkerApp:
 
     @property
     def stages(self) -> list[EngineStage[Any]]:
-        return [self.detection, self.breakers, self.recovery]
+        return [self.ingest, self.detection, self.breakers, self.recovery]
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_topics()
         report = asyncio.create_task(self._report(stop))
         try:
-            await asyncio.gather(self.ingest.run(stop), *(s.run(stop) for s in self.stages))
+            await asyncio.gather(*(s.run(stop) for s in self.stages))
         finally:
             report.cancel()
 
@@ -69,10 +68,7 @@ class WorkerApp:
     async def ensure_topics(self) -> None:
         """The contract's topics and the worker's internal ones, with leaders."""
         settings = self.settings
-        internal = [
-            NewTopic(settings.topic("partials"), settings.internal_partitions, 1),
-            *(topic for stage in self.stages for topic in stage.internal_topics()),
-        ]
+        internal = [topic for stage in self.stages for topic in stage.internal_topics()]
         await create_topics(settings.kafka_bootstrap_servers, extra=internal)
 
 

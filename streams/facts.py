@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from schemas import CallCompleted, Envelope, TaskEvent
-from streams.windows import WindowCounts
+from streams.analytics.windows import WindowCounts
 
-__all__ = ["ATTEMPT_ENDS", "Facts", "contributions", "epoch_ms", "facts_of"]
+__all__ = ["ATTEMPT_ENDS", "Facts", "call_counts", "contributions", "epoch_ms", "facts_of"]
 
 # Each task attempt ends with exactly one of these; each external call with one
 # call.completed.
@@ -75,37 +75,59 @@ def facts_of(event: Envelope) -> Facts | None:
     )
 
 
+def call_counts(facts: Facts) -> WindowCounts | None:
+    """What one ``call.completed`` adds to its service's window, or None when it is no
+    attempt: a rejected call never reached the service (whether or not a fallback then
+    answered it). A failed call answered by a fallback is still a failure of the
+    service; only the task above it was spared."""
+    outcome = facts.outcome
+    if outcome == "rejected" or (outcome == "fallback" and facts.fallback_reason == "rejected"):
+        return None
+    failed = outcome != "success"
+    return WindowCounts(
+        attempts=1,
+        errors=int(failed),
+        by_category={facts.category: 1} if failed and facts.category else {},
+    )
+
+
 def contributions(event: Envelope | Facts | None) -> list[tuple[str, WindowCounts]]:
-    """The (key, counts) an event adds: attempts and errors per service and template,
-    errors per category and fingerprint."""
+    """The (key, counts) an event adds: attempts and errors per template (task attempt
+    ends) and per service (``call.completed`` only: a task failure that names a service
+    was already counted by that call), errors per category and fingerprint. Every pair
+    holds its own counts object: callers add them up in place."""
     facts = event if isinstance(event, Facts) or event is None else facts_of(event)
     if facts is None:
         return []
     if facts.type == "call.completed":
-        failed = facts.outcome in ("failure", "timeout")
-        counts = WindowCounts(attempts=1, errors=int(failed))
-        if failed and facts.category:
-            counts.by_category = {facts.category: 1}
-        return [(f"service={facts.service}", counts)]
+        counts = call_counts(facts)
+        return [] if counts is None else [(f"service={facts.service}", counts)]
     failed = facts.type in _FAILED
     final = facts.type in ("task.failed", "task.succeeded")
     recovery = final and facts.attempt > 1
     has_error = failed and bool(facts.category)
-    counts = WindowCounts(
-        attempts=1,
-        errors=int(failed),
-        critical=int(has_error and facts.severity == "critical"),
-        recovery_attempts=int(recovery),
-        recovery_failures=int(recovery and facts.type == "task.failed"),
-        by_category={facts.category: 1} if has_error else {},
-    )
-    out = [(f"template_id={facts.template_id}", counts)]
-    if has_error:
-        only_error = WindowCounts(
-            attempts=1, errors=1, critical=counts.critical, by_category=dict(counts.by_category)
+    critical = int(has_error and facts.severity == "critical")
+    out = [
+        (
+            f"template_id={facts.template_id}",
+            WindowCounts(
+                attempts=1,
+                errors=int(failed),
+                critical=critical,
+                recovery_attempts=int(recovery),
+                recovery_failures=int(recovery and facts.type == "task.failed"),
+                by_category={facts.category: 1} if has_error else {},
+            ),
         )
-        out.append((f"category={facts.category}", only_error))
-        out.append((f"fingerprint={facts.fingerprint}", only_error))
-        if facts.error_service:
-            out.append((f"service={facts.error_service}", counts))
+    ]
+    if has_error:
+        for key in (f"category={facts.category}", f"fingerprint={facts.fingerprint}"):
+            out.append(
+                (
+                    key,
+                    WindowCounts(
+                        attempts=1, errors=1, critical=critical, by_category={facts.category: 1}
+                    ),
+                )
+            )
     return out

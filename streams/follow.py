@@ -1,24 +1,21 @@
-"""Following compacted or broadcast topics without a consumer group.
+"""Following the broadcast topics (control, breaker states, heartbeats) as decoded events.
 
-Every worker needs *all* of the control topic and the breaker states (and every
-``resource.available``), not a share of them, so these are read group-less. Undecodable
-records are logged and skipped here: the sink's poison table holds them for people.
+A record that does not decode is skipped with a log line (rate-limited): these topics'
+bad records are the sink's to keep in its poison table, and every follower gives the
+codec's verdict, so none of them counts what another refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.structs import ConsumerRecord
-
 from schemas import DecodeError, Envelope, decode
+from streams.engine.follow import follow_records
 from streams.settings import WorkerSettings
 
-__all__ = ["follow_events", "read_to_end"]
+__all__ = ["follow_events"]
 
 log = logging.getLogger("errorflow.worker.follow")
 
@@ -31,79 +28,21 @@ async def follow_events(
     lookback_s: float | None = None,
 ) -> AsyncIterator[Envelope]:
     """Decoded events of ``topics`` from the beginning (or from ``lookback_s`` ago) on."""
-    consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        fetch_max_wait_ms=50,
-    )
-    await consumer.start()
-    try:
-        if lookback_s is not None:
-            await _seek_back(consumer, topics, lookback_s)
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=100)
-            for records in batch.values():
-                for record in records:
-                    if record.value is None:
-                        continue  # a compaction tombstone
-                    try:
-                        yield decode(record.value)
-                    except DecodeError as exc:
-                        log.warning(
-                            "errorflow.worker.undecodable topic=%s offset=%d: %s",
-                            record.topic,
-                            record.offset,
-                            exc.reason,
-                        )
-    finally:
-        await consumer.stop()
-
-
-async def _seek_back(consumer: AIOKafkaConsumer, topics: list[str], lookback_s: float) -> None:
-    # Subscribed consumers get their partitions on the first fetch; wait for them.
-    while not consumer.assignment():
-        await consumer.getmany(timeout_ms=50, max_records=1)
-        await asyncio.sleep(0)
-    parts: list[TopicPartition] = sorted(consumer.assignment())
-    since_ms = int((time.time() - lookback_s) * 1000)
-    found = await consumer.offsets_for_times(dict.fromkeys(parts, since_ms))
-    ends = await consumer.end_offsets(parts)
-    for tp in parts:
-        hit = found.get(tp)
-        consumer.seek(tp, hit.offset if hit is not None else ends[tp])
-
-
-async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every committed record of ``topic`` up to its current end (read_committed)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    await producer.start()
-    try:
-        # The producer's partitions_for waits for metadata; the consumer's does not.
-        parts = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        idle_polls = 0
-        # A partition may end with transaction markers, which the client never surfaces
-        # as records, so stop after a few empty polls too.
-        while idle_polls < 3 and [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-            batch = await consumer.getmany(timeout_ms=300)
-            idle_polls = 0 if batch else idle_polls + 1
-            for part in batch.values():
-                records.extend(part)
-        return records
-    finally:
-        await producer.stop()
-        await consumer.stop()
+    skipped = 0
+    async for record in follow_records(
+        settings.kafka_bootstrap_servers, topics, stop, lookback_s=lookback_s
+    ):
+        try:
+            yield decode(record.value)
+        except DecodeError as exc:
+            skipped += 1
+            if skipped & (skipped - 1) == 0:  # 1st, 2nd, 4th, 8th...: never a flood
+                log.warning(
+                    "errorflow.worker.undecodable topic=%s partition=%d offset=%d "
+                    "skipped=%d reason=%s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    skipped,
+                    exc.reason,
+                )

@@ -9,13 +9,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.settings import DEFAULT_BOOTSTRAP
-from streams.analytics import AnalyticsConfig
-from streams.breaker_board import BoardConfig
-from streams.fleet_breaker import FleetBreakerConfig
-from streams.fleet_budget import BudgetConfig
-from streams.recovery import RecoveryConfig
-from streams.strategies import DEFAULT_TABLE, StrategyTable, load_strategies
-from streams.windows import WindowSpec
+from streams.analytics.detector import AnalyticsConfig
+from streams.analytics.windows import WindowSpec
+from streams.breakers.board import BoardConfig
+from streams.breakers.budget import BudgetConfig
+from streams.breakers.fleet_breaker import FleetBreakerConfig
+from streams.engine import EngineSettings
+from streams.recovery.manager import RecoveryConfig
+from streams.recovery.strategies import DEFAULT_TABLE, StrategyTable, load_strategies
 
 __all__ = ["WorkerSettings"]
 
@@ -143,6 +144,17 @@ class WorkerSettings(BaseSettings):
             saga_backoff_ms=int(self.saga_backoff_s * 1000),
             no_compensation=frozenset(self.no_compensation),
             task_ttl_ms=int(self.recovery_task_ttl_s * 1000),
+        )
+
+    def engine(self) -> EngineSettings:
+        return EngineSettings(
+            bootstrap=self.kafka_bootstrap_servers,
+            app_id=self.app_id,
+            name=self.name,
+            session_timeout_ms=self.session_timeout_ms,
+            tick_s=self.tick_s,
+            internal_partitions=self.internal_partitions,
+            max_records=self.batch_records,
         )
 
     def topic(self, suffix: str) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import schemas as s
-from streams.alerting import AlertBook
-from streams.analytics import AnalyticsConfig, ErrorAnalytics
-from streams.windows import WindowCounts, WindowSpec
+from streams.analytics.alerting import AlertBook
+from streams.analytics.detector import AnalyticsConfig, ErrorAnalytics
+from streams.analytics.windows import WindowCounts, WindowSpec
 
 T0 = 1_790_000_000_000  # ms, on a minute boundary
 ERROR = s.ErrorInfo(
@@ -103,7 +103,7 @@ def test_open_breaker_is_carried_as_inhibited_by() -> None:
     _, changes = _run(analytics, [10])
     assert changes[0].labels == {"service": "comfyui", "inhibited_by": "breaker:comfyui"}
     assert "breaker for service=comfyui is open" in changes[0].recommendation
-    from streams.emit import alert_event
+    from streams.analytics.records import alert_event
 
     event = alert_event(changes[0], s.Source.here(runner_id="t"))
     assert event.severity == "low"

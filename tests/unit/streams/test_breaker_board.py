@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import schemas as s
-from streams.breaker_board import BoardConfig, BreakerBoard, breaker_config
+from streams.breakers.board import BoardConfig, BreakerBoard, breaker_config
+from streams.breakers.budget import BudgetConfig, FleetBudget
+from streams.breakers.fleet_breaker import FleetBreakerConfig
 from streams.facts import Facts
 from streams.fastpath import read_facts
-from streams.fleet_breaker import FleetBreakerConfig
-from streams.fleet_budget import BudgetConfig, FleetBudget
 from tests.samples import SOURCE, T0, error
 
 T0_MS = int(T0.timestamp() * 1000)

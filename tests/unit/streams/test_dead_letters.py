@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import schemas as s
-from streams.dead_letters import Selection, plan_replay, replay_command
+from streams.recovery.dead_letters import Selection, plan_replay, replay_command
 from tests.samples import SOURCE, T0, error
 
 

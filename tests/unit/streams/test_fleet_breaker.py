@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.fleet_breaker import FleetBreaker, FleetBreakerConfig
+from streams.breakers.fleet_breaker import FleetBreaker, FleetBreakerConfig
 
 
 def _breaker(**config: object) -> FleetBreaker:

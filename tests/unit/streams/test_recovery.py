@@ -6,10 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 import schemas as s
-from streams.fleet_budget import BudgetConfig
-from streams.recovery import RecoveryConfig, RecoveryEngine
-from streams.saga import Saga
-from streams.strategies import DEFAULT_TABLE, Decision, StrategyTable
+from streams.breakers.budget import BudgetConfig
+from streams.recovery.manager import RecoveryConfig, RecoveryEngine
+from streams.recovery.saga import Saga
+from streams.recovery.strategies import DEFAULT_TABLE, Decision, StrategyTable
 from tests.samples import SOURCE, T0, error
 
 NOW = int(T0.timestamp() * 1000)

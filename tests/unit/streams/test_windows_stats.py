@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from streams.stats import Baseline, modified_z, zscore
-from streams.windows import WindowCounts, WindowSpec, WindowStore
+from streams.analytics.stats import Baseline, modified_z, zscore
+from streams.analytics.windows import WindowCounts, WindowSpec, WindowStore
 
 
 def test_tumbling_and_hopping_assignment() -> None:

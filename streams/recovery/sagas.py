@@ -1,7 +1,7 @@
 """The recovery manager's saga half: answers to compensation commands, next steps.
 
-Kept apart from :mod:`streams.recovery` (which mixes it in) because it is its own
-responsibility: :class:`streams.saga.Saga` is the pure step machine, this is how the
+Kept apart from :mod:`streams.recovery.manager` (which mixes it in) because it is its own
+responsibility: :class:`streams.recovery.saga.Saga` is the pure step machine, this is how the
 engine feeds it answers and turns its steps into commands and alerts.
 """
 
@@ -10,17 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from schemas import CompensationCompleted, CompensationFailed, Envelope, Source
-from streams.recovery_records import TaskRecord, compensation_event, saga_alert
-from streams.saga import Saga
+from streams.recovery.records import TaskRecord, compensation_event, saga_alert
+from streams.recovery.saga import Saga
 
 if TYPE_CHECKING:
-    from streams.recovery import RecoveryConfig
+    from streams.recovery.manager import RecoveryConfig
 
 __all__ = ["SagaSteps"]
 
 
 class SagaSteps:
-    """Mixed into :class:`streams.recovery.RecoveryEngine`, whose state it uses."""
+    """Mixed into :class:`streams.recovery.manager.RecoveryEngine`, whose state it uses."""
 
     config: RecoveryConfig
     source: Source

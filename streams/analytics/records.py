@@ -1,4 +1,4 @@
-"""Results of the analytics as contract records, with ids derived from their cause.
+"""Anomalies, alerts and closed windows as records, with ids derived from their cause.
 
 Reprocessing after a crash produces the same ids, so consumers drop duplicates.
 """
@@ -7,34 +7,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
 
-from schemas import (
-    AlertFiring,
-    AlertResolved,
-    AnomalyDetected,
-    BreakerStateChanged,
-    Envelope,
-    Source,
-)
-from streams.alerting import AlertChange
-from streams.analytics import Anomaly, WindowResult
-from streams.breaker_board import Publication
+from schemas import AlertFiring, AlertResolved, AnomalyDetected, Envelope, Source
+from streams.analytics.alerting import AlertChange
+from streams.analytics.detector import Anomaly, WindowResult
+from streams.ids import NAMESPACE, utc
 
-__all__ = ["alert_event", "anomaly_event", "breaker_event", "window_row"]
-
-_NS = uuid.UUID("0e3c7b1e-3f4e-4a4b-9d57-6a8f5c2d1b90")
-
-
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+__all__ = ["alert_event", "anomaly_event", "window_row"]
 
 
 def anomaly_event(anomaly: Anomaly, source: Source) -> AnomalyDetected:
     key = ",".join(f"{k}={v}" for k, v in sorted(anomaly.key.items()))
     return AnomalyDetected(
-        event_id=str(uuid.uuid5(_NS, f"anomaly|{anomaly.kind}|{key}|{anomaly.window.start_ms}")),
-        occurred_at=_utc(anomaly.window.end_ms),
+        event_id=str(
+            uuid.uuid5(NAMESPACE, f"anomaly|{anomaly.kind}|{key}|{anomaly.window.start_ms}")
+        ),
+        occurred_at=utc(anomaly.window.end_ms),
         source=source,
         kind=anomaly.kind,
         key=anomaly.key,
@@ -42,8 +30,8 @@ def anomaly_event(anomaly: Anomaly, source: Source) -> AnomalyDetected:
         baseline=anomaly.baseline,
         spread=anomaly.spread,
         score=min(anomaly.score, 1e9),
-        window_start=_utc(anomaly.window.start_ms),
-        window_end=_utc(anomaly.window.end_ms),
+        window_start=utc(anomaly.window.start_ms),
+        window_end=utc(anomaly.window.end_ms),
     )
 
 
@@ -61,8 +49,10 @@ def alert_event(change: AlertChange, source: Source) -> Envelope:
         summary += f" (inhibited by {change.labels['inhibited_by']}: the breaker already paged)"
     severity = "low" if "inhibited_by" in change.labels else _SEVERITY.get(change.name, "medium")
     return model(
-        event_id=str(uuid.uuid5(_NS, f"alert|{change.alert_id}|{change.state}|{change.at_ms}")),
-        occurred_at=_utc(change.at_ms),
+        event_id=str(
+            uuid.uuid5(NAMESPACE, f"alert|{change.alert_id}|{change.state}|{change.at_ms}")
+        ),
+        occurred_at=utc(change.at_ms),
         source=source,
         alert_id=change.alert_id,
         name=change.name,
@@ -89,32 +79,3 @@ def window_row(result: WindowResult) -> tuple[bytes, bytes]:
     }
     key = f"{result.spec}|{result.key}|{result.window.start_ms}"
     return key.encode(), json.dumps(value, separators=(",", ":")).encode()
-
-
-def breaker_event(publication: Publication, source: Source) -> BreakerStateChanged:
-    """A fleet breaker's state; the optional ``retry_budget``, ``probe_workers`` and
-    ``recovery_timeout_s`` fields tell SDKs whether local retries may continue, who may
-    probe, and how long an OPEN holds without news."""
-    t = publication.transition
-    return BreakerStateChanged(
-        event_id=str(
-            uuid.uuid5(
-                _NS,
-                f"breaker|{t.service}|{t.state}|{t.since_ms}|{publication.kind}|"
-                f"{publication.at_ms}",
-            )
-        ),
-        occurred_at=_utc(publication.at_ms),
-        source=source,
-        service=t.service,
-        state=t.state,
-        since=_utc(t.since_ms),
-        reason=t.reason,
-        failure_count=t.failure_count,
-        failure_rate=t.failure_rate,
-        calls=t.calls,
-        workers_failing=t.workers_failing,
-        retry_budget=publication.budget,
-        probe_workers=list(t.probe_workers),
-        recovery_timeout_s=publication.recovery_timeout_s,
-    )

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas import Envelope, SetAlertThresholds
-from streams.alerting import AlertBook, AlertChange
+from streams.analytics.alerting import AlertBook, AlertChange
+from streams.analytics.stats import Baseline
+from streams.analytics.windows import Window, WindowCounts, WindowSpec, WindowStore
 from streams.facts import contributions, epoch_ms
-from streams.stats import Baseline
-from streams.windows import Window, WindowCounts, WindowSpec, WindowStore
 
 __all__ = [
     "AnalyticsConfig",
@@ -369,7 +369,7 @@ class ErrorAnalytics:
         }
 
     def restore(self, data: dict[str, Any]) -> None:
-        from streams.alerting import _Alert
+        from streams.analytics.alerting import _Alert
 
         for name, s in (("tumbling", self.tumbling), ("hopping", self.hopping)):
             saved = data.get(name, {})

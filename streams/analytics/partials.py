@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from streams.analytics.windows import WindowCounts
 from streams.facts import Facts, contributions
-from streams.windows import WindowCounts
 
 __all__ = ["aggregate", "decode_partial", "encode_mark", "encode_partial"]
 
@@ -24,11 +24,9 @@ def aggregate(events: Iterable[Facts], step_ms: int) -> dict[tuple[str, int], Wi
     for event in events:
         bucket = event.ts_ms - event.ts_ms % step_ms
         for key, counts in contributions(event):
-            current = out.get((key, bucket))
-            if current is None:
-                out[(key, bucket)] = counts
-            else:
-                current.add(counts)
+            # A fresh sum per (key, bucket): storing ``counts`` itself would let the
+            # next addition change what another key or a caller holds.
+            out.setdefault((key, bucket), WindowCounts()).add(counts)
     return out
 
 

@@ -1,9 +1,9 @@
 """Stage 2: partial counts → windows, anomalies and alerts, exactly once.
 
-One :class:`~streams.analytics.ErrorAnalytics` engine per partition of the partials
+One :class:`~streams.analytics.detector.ErrorAnalytics` engine per partition of the partials
 topic (a key always lands on the same partition). Every tick, the engines close due
 windows; the anomalies, alert changes, closed windows, each engine's snapshot and the
-consumed offsets go out in one Kafka transaction (:class:`~streams.stage.EngineStage`).
+consumed offsets go out in one Kafka transaction (:class:`~streams.engine.stage.EngineStage`).
 
 Thresholds (``alerts.thresholds`` on ``errorflow.control``) and breaker states (for the
 inhibited-by label) are read by a group-less consumer and apply at once, no restart.
@@ -14,23 +14,28 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
 from schemas import BreakerStateChanged, SetAlertThresholds, Source
 from schemas.topics import BREAKER_STATE, CONTROL
-from streams.analytics import ErrorAnalytics
-from streams.emit import alert_event, anomaly_event, window_row
+from streams.analytics.detector import ErrorAnalytics
+from streams.analytics.partials import decode_partial
+from streams.analytics.records import alert_event, anomaly_event, window_row
+from streams.engine import EngineStage, Output
+from streams.engine.stage import Record
 from streams.follow import follow_events
-from streams.partials import decode_partial
+from streams.outputs import output_of
 from streams.settings import WorkerSettings
-from streams.stage import EngineStage, Output
 
 __all__ = ["DetectionStage"]
 
 
 class DetectionStage(EngineStage[ErrorAnalytics]):
     def __init__(self, settings: WorkerSettings, source: Source) -> None:
-        super().__init__(settings, source, name="detect", topics=[settings.topic("partials")])
+        super().__init__(settings.engine(), name="detect", topics=[settings.topic("partials")])
+        self.settings = settings
+        self.source = source
         self.counters = {"anomalies": 0, "alerts": 0, "windows": 0}
         self._thresholds: SetAlertThresholds | None = None
         self._breakers: dict[str, str] = {}
@@ -39,7 +44,7 @@ class DetectionStage(EngineStage[ErrorAnalytics]):
         windows = NewTopic(self.settings.topic("windows"), self.settings.internal_partitions, 1)
         return [*super().internal_topics(), windows]
 
-    def new_engine(self) -> ErrorAnalytics:
+    def new_engine(self, tp: TopicPartition) -> ErrorAnalytics:
         engine = ErrorAnalytics(self.settings.analytics())
         if self._thresholds is not None:
             engine.set_thresholds(self._thresholds)
@@ -47,8 +52,8 @@ class DetectionStage(EngineStage[ErrorAnalytics]):
             engine.set_breaker(service, state)
         return engine
 
-    def feed(self, engine: ErrorAnalytics, value: bytes | None, key: bytes | None) -> None:
-        item = decode_partial(value or b"")
+    def feed(self, engine: ErrorAnalytics, record: Record) -> None:
+        item = decode_partial(record.value or b"")
         if len(item) == 2:
             engine.mark_source(item[0], item[1])
         else:
@@ -63,8 +68,8 @@ class DetectionStage(EngineStage[ErrorAnalytics]):
         topic = self.settings.topic("windows")
         return [
             *(Output(topic, *window_row(result)) for result in windows),
-            *(Output.event(anomaly_event(anomaly, self.source)) for anomaly in anomalies),
-            *(Output.event(alert_event(change, self.source)) for change in changes),
+            *(output_of(anomaly_event(anomaly, self.source)) for anomaly in anomalies),
+            *(output_of(alert_event(change, self.source)) for change in changes),
         ]
 
     def changes(self, engine: ErrorAnalytics) -> dict[str, Any | None]:

@@ -15,7 +15,7 @@ answers ``task.failed`` with the strategy table's action:
   ``recovery.dead_lettered``.
 
 A final failure (dead letter, fail fast) starts the compensation saga of the task's
-recorded operations (:mod:`streams.saga`) unless its operation type is exempt. Every
+recorded operations (:mod:`streams.recovery.saga`) unless its operation type is exempt. Every
 command id derives from the event that caused it, so reprocessing emits the same ids.
 Recovery commands carry the optional fields ``template_id`` and ``category`` for the
 per-template, per-category recovery stats (``sinks.queries.recovery_stats_by``).
@@ -39,18 +39,18 @@ from schemas import (
     TaskFailed,
     command_id,
 )
+from streams.breakers.budget import BudgetConfig, FleetBudget
 from streams.facts import epoch_ms
-from streams.fleet_budget import BudgetConfig, FleetBudget
-from streams.recovery_records import (
+from streams.recovery.records import (
     TaskRecord,
     bounded_task_data,
     command_event,
     dead_letter_event,
     retry_event,
 )
-from streams.recovery_sagas import SagaSteps
-from streams.saga import Saga
-from streams.strategies import Decision, StrategyTable
+from streams.recovery.saga import Saga
+from streams.recovery.sagas import SagaSteps
+from streams.recovery.strategies import Decision, StrategyTable
 
 __all__ = ["PROGRESS", "RecoveryConfig", "RecoveryEngine", "TaskRecord"]
 

@@ -32,8 +32,8 @@ from schemas import (
     utc_now,
 )
 from schemas.topics import BREAKER_STATE, DEAD_LETTER
-from streams.follow import read_to_end
-from streams.recovery_records import command_event
+from streams.engine.follow import read_to_end
+from streams.recovery.records import command_event
 
 __all__ = ["Selection", "plan_replay", "read_letters", "read_open_breakers", "replay"]
 

@@ -24,7 +24,7 @@ from schemas import (
     TaskDeadLettered,
     command_id,
 )
-from streams.saga import Saga, SagaStep
+from streams.recovery.saga import Saga, SagaStep
 
 __all__ = [
     "MAX_TASK_DATA",

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas import ConfigureBreaker
+from streams.breakers.budget import BudgetConfig, FleetBudget
+from streams.breakers.fleet_breaker import FleetBreaker, FleetBreakerConfig, Transition
 from streams.facts import Facts
-from streams.fleet_breaker import FleetBreaker, FleetBreakerConfig, Transition
-from streams.fleet_budget import BudgetConfig, FleetBudget
 
 __all__ = ["BoardConfig", "BreakerBoard", "Publication", "breaker_config"]
 

@@ -1,0 +1,140 @@
+"""Stage 1: task and call events → partial counts and poison, exactly once.
+
+Every record of ``errorflow.task-events`` and ``errorflow.call-events`` is judged here
+by the contract (:mod:`streams.fastpath`, the codec's fast path): a record that does not
+decode goes to ``errorflow.poison`` with topic, partition, offset and reason — this
+stage is the only one that poisons these topics, and the other stages skip exactly the
+records it poisons. Valid attempt ends are summed per (key, time bucket) across the
+checkpoint's partitions; the partials, the source marks, the poison records and the
+consumed offsets commit in one transaction of the engine (:mod:`streams.engine`).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
+
+from schemas import DecodeError, PoisonRecorded, Source
+from schemas.topics import CALL_EVENTS, TASK_EVENTS
+from streams.analytics.partials import aggregate, encode_mark, encode_partial
+from streams.engine import EngineStage, Output
+from streams.engine.stage import Record
+from streams.facts import Facts
+from streams.fastpath import read_facts
+from streams.ids import NAMESPACE
+from streams.outputs import output_of
+from streams.settings import WorkerSettings
+
+__all__ = ["IngestStage", "Intake"]
+
+log = logging.getLogger("errorflow.worker.ingest")
+
+
+@dataclass(slots=True)
+class Intake:
+    """What one input partition read since the last checkpoint."""
+
+    tp: TopicPartition
+    facts: list[Facts] = field(default_factory=list)
+    poison: list[PoisonRecorded] = field(default_factory=list)
+    newest_ms: int = 0
+
+
+class IngestStage(EngineStage[Intake]):
+    urgent = True  # every fetched batch is one transaction: partials flow at once
+
+    def __init__(self, settings: WorkerSettings, source: Source) -> None:
+        super().__init__(
+            settings.engine(),
+            name="ingest",
+            topics=[TASK_EVENTS.name, CALL_EVENTS.name],
+            start_from=settings.start_from,
+        )
+        self.settings = settings
+        self.source = source
+        self.consumed = 0
+        self.poisoned = 0
+        self.partials_topic = settings.topic("partials")
+        self._partials_partitions = settings.internal_partitions
+
+    def internal_topics(self) -> list[NewTopic]:
+        return [NewTopic(self.partials_topic, self.settings.internal_partitions, 1)]
+
+    def new_engine(self, tp: TopicPartition) -> Intake:
+        return Intake(tp)
+
+    def feed(self, engine: Intake, record: Record) -> None:
+        self.consumed += 1
+        try:
+            facts = read_facts(record.value)
+        except DecodeError as exc:
+            engine.poison.append(self._poison(engine.tp, record, exc.reason))
+            return
+        if facts is not None:
+            engine.facts.append(facts)
+            engine.newest_ms = max(engine.newest_ms, facts.ts_ms)
+
+    def has_news(self, engine: Intake) -> bool:
+        return bool(engine.facts or engine.poison)
+
+    def collect(self, engine: Intake, now_ms: int) -> list[Output]:
+        return []  # collect_all sums across partitions
+
+    async def restore(self, tps: list[TopicPartition]) -> None:
+        await super().restore(tps)
+        if self._producer is not None:  # marks go to every partition the topic has
+            found = await self._producer.partitions_for(self.partials_topic)
+            self._partials_partitions = len(found)
+
+    def collect_all(self, now_ms: int) -> list[Output]:
+        """One sum over every partition's facts (fewer partial records than one sum per
+        partition), then the marks — after the partials, so an engine never sees a mark
+        before the counts it covers — then the poison."""
+        facts: list[Facts] = []
+        marks: list[Output] = []
+        poison: list[Output] = []
+        for intake in self.engines.values():
+            facts.extend(intake.facts)
+            if intake.newest_ms:
+                source = f"{intake.tp.topic}:{intake.tp.partition}"
+                value = encode_mark(source, intake.newest_ms)
+                marks.extend(
+                    Output(self.partials_topic, None, value, partition=p)
+                    for p in range(self._partials_partitions)
+                )
+            poison.extend(output_of(record) for record in intake.poison)
+            intake.facts, intake.poison, intake.newest_ms = [], [], 0
+        partials = [
+            Output(self.partials_topic, key.encode(), encode_partial(key, bucket, counts))
+            for (key, bucket), counts in aggregate(facts, self.settings.step_ms).items()
+        ]
+        return [*partials, *marks, *poison]
+
+    def _poison(self, tp: TopicPartition, record: Record, reason: str) -> PoisonRecorded:
+        self.poisoned += 1
+        if self.poisoned & (self.poisoned - 1) == 0:  # 1st, 2nd, 4th...: a flood stays quiet
+            log.warning(
+                "errorflow.worker.poison topic=%s partition=%d offset=%d poisoned=%d reason=%s",
+                tp.topic,
+                tp.partition,
+                record.offset,
+                self.poisoned,
+                reason,
+            )
+        return PoisonRecorded(
+            # From where it was read: a batch processed again yields the same id.
+            event_id=str(
+                uuid.uuid5(NAMESPACE, f"poison|{tp.topic}|{tp.partition}|{record.offset}")
+            ),
+            source=self.source,
+            source_topic=tp.topic,
+            partition=tp.partition,
+            offset=record.offset,
+            reason=reason,
+            raw_base64=base64.b64encode(record.value or b"").decode(),
+        )

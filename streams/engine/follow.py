@@ -1,0 +1,95 @@
+"""Reading topics without a consumer group: following them live, or reading to the end.
+
+Every worker needs *all* of the control topic and the breaker states (and every
+``resource.available``), not a share of them, so these are read group-less. Raw
+records only: decoding is the caller's (see :mod:`streams.follow`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+__all__ = ["follow_records", "read_to_end"]
+
+
+async def follow_records(
+    bootstrap: str,
+    topics: list[str],
+    stop: asyncio.Event,
+    *,
+    lookback_s: float | None = None,
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Committed records of ``topics`` (tombstones skipped) from the beginning, or from
+    ``lookback_s`` ago, until ``stop`` is set."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    try:
+        if lookback_s is not None:
+            await _seek_back(consumer, topics, lookback_s)
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            for records in batch.values():
+                for record in records:
+                    if record.value is not None:  # None: a compaction tombstone
+                        yield record
+    finally:
+        await consumer.stop()
+
+
+async def _seek_back(consumer: AIOKafkaConsumer, topics: list[str], lookback_s: float) -> None:
+    # Subscribed consumers get their partitions on the first fetch; wait for them.
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=50, max_records=1)
+        await asyncio.sleep(0)
+    parts: list[TopicPartition] = sorted(consumer.assignment())
+    since_ms = int((time.time() - lookback_s) * 1000)
+    found = await consumer.offsets_for_times(dict.fromkeys(parts, since_ms))
+    ends = await consumer.end_offsets(parts)
+    for tp in parts:
+        hit = found.get(tp)
+        consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+
+
+async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of ``topic`` up to its current end (read_committed)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await producer.start()
+    try:
+        # The producer's partitions_for waits for metadata; the consumer's does not.
+        parts = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        idle_polls = 0
+        # A partition may end with transaction markers, which the client never surfaces
+        # as records, so stop after a few empty polls too.
+        while idle_polls < 3 and [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=300)
+            idle_polls = 0 if batch else idle_polls + 1
+            for part in batch.values():
+                records.extend(part)
+        return records
+    finally:
+        await producer.stop()
+        await consumer.stop()
