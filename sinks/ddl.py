@@ -15,6 +15,7 @@ from sinks.tables import (
 
 __all__ = [
     "ROLLUP_DDL",
+    "ROLLUP_VIEW_DDL",
     "poison_view_ddl",
     "positions_sql",
     "stored_offsets_sql",
@@ -87,6 +88,31 @@ def ttl_expression(days: int) -> str:
     return f"if(occurred_at = 0, _ingested_at, toDateTime(occurred_at)) + INTERVAL {int(days)} DAY"
 
 
+# Attempts: each task attempt ends with exactly one of succeeded / attempt_failed /
+# failed; each external call that reached its service with one call.completed. As in the
+# stream worker (streams/facts.py): a rejected call never reached the service, whether or
+# not a fallback then answered it; a failed call answered by a fallback is a failure.
+_REJECTED = (
+    "(outcome = 'rejected' OR (outcome = 'fallback' "
+    "AND JSONExtractString(payload, 'fallback_reason') = 'rejected'))"
+)
+ROLLUP_VIEW_DDL = f"""
+    CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.events_per_minute_mv TO {{db}}.events_per_minute AS
+    SELECT
+        toStartOfMinute(occurred_at) AS minute,
+        if(type = 'call.completed', 'call', 'task') AS kind,
+        service, template_id, category,
+        countIf(type IN ('task.succeeded', 'task.attempt_failed', 'task.failed')
+                OR (type = 'call.completed' AND NOT {_REJECTED})) AS attempts,
+        countIf(type IN ('task.attempt_failed', 'task.failed')
+                OR (type = 'call.completed' AND outcome != 'success' AND NOT {_REJECTED}))
+            AS errors
+    FROM {{db}}.events
+    WHERE _error = ''
+      AND type IN ('task.succeeded', 'task.attempt_failed', 'task.failed', 'call.completed')
+    GROUP BY minute, kind, service, template_id, category
+    """
+
 ROLLUP_DDL = (
     """
     CREATE TABLE IF NOT EXISTS {db}.events_per_minute (
@@ -102,23 +128,7 @@ ROLLUP_DDL = (
     ORDER BY (minute, kind, service, template_id, category)
     TTL minute + INTERVAL 400 DAY
     """,
-    # Attempts: each task attempt ends with exactly one of succeeded / attempt_failed /
-    # failed; each external call with one call.completed. Errors: the failed ones.
-    """
-    CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.events_per_minute_mv TO {db}.events_per_minute AS
-    SELECT
-        toStartOfMinute(occurred_at) AS minute,
-        if(type = 'call.completed', 'call', 'task') AS kind,
-        service, template_id, category,
-        countIf(type IN ('task.succeeded', 'task.attempt_failed', 'task.failed', 'call.completed'))
-            AS attempts,
-        countIf(type IN ('task.attempt_failed', 'task.failed')
-                OR (type = 'call.completed' AND outcome IN ('failure', 'timeout'))) AS errors
-    FROM {db}.events
-    WHERE _error = ''
-      AND type IN ('task.succeeded', 'task.attempt_failed', 'task.failed', 'call.completed')
-    GROUP BY minute, kind, service, template_id, category
-    """,
+    ROLLUP_VIEW_DDL,
 )
 
 

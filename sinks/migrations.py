@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sinks.ddl import ROLLUP_DDL, poison_view_ddl, table_ddl
+from sinks.ddl import ROLLUP_DDL, ROLLUP_VIEW_DDL, poison_view_ddl, table_ddl
 from sinks.tables import TABLES
 
 __all__ = ["MIGRATIONS", "Migration"]
@@ -33,5 +33,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             *ROLLUP_DDL,
             poison_view_ddl("{db}"),
         ),
+    ),
+    Migration(
+        2,
+        "rollup counts calls as the stream does: rejected calls are no attempts, a "
+        "fallback after a failure is an error (rows rolled up before stay as they were)",
+        ("DROP VIEW IF EXISTS {db}.events_per_minute_mv", ROLLUP_VIEW_DDL),
     ),
 )

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import DecodeError, PoisonRecorded, Source, decode, encode
+from sinks.dedup import RowKey, row_key
 from sinks.tables import TABLES, table_for_type
 
-__all__ = ["ProcessedRow", "RecordProcessor", "varint"]
+__all__ = ["ProcessedRow", "RecordProcessor", "unpack_row", "varint"]
 
 _PARTITION_OFFSET = struct.Struct("<HQ")
 _TABLE_BY_HEADER = {t.encode(): spec.name for spec in TABLES for t in spec.types}
@@ -62,11 +63,17 @@ class RecordProcessor:
         self.poisoned = 0
 
     def rows(
-        self, topic: str, partition: int, records: Sequence[Any], tables: dict[str, list[bytes]]
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[Any],
+        tables: dict[str, list[bytes]],
+        keys: dict[str, list[RowKey]],
     ) -> int:
-        """Append the rows of a fetched batch of one partition to ``tables``; return how
-        many. The common case (a ``type`` header first, a value under 16 KiB) costs a
-        dict lookup and one bytes concatenation per record."""
+        """Append the rows of a fetched batch of one partition to ``tables``, and each
+        row's dedup key (:func:`sinks.dedup.row_key`) to ``keys``; return how many. The
+        common case (a ``type`` header first, a value under 16 KiB) costs a dict lookup,
+        one bytes concatenation and a two-field msgspec read per record."""
         prefix = self._prefix(topic)
         pack = _PARTITION_OFFSET.pack
         short = _SHORT_VARINTS
@@ -80,11 +87,15 @@ class RecordProcessor:
                 tables[table].append(
                     prefix + pack(partition, record.offset) + short[len(value)] + value
                 )
+                keys[table].append(row_key(value))
                 count += 1
                 continue
             row = self.process(topic, partition, record.offset, value, headers)
             if row is not None:
                 tables[row.table].append(row.row)
+                keys[row.table].append(
+                    ("", "") if row.table == "poison_records" else row_key(value)
+                )
                 count += 1
         return count
 
@@ -120,6 +131,11 @@ class RecordProcessor:
         head = self._prefix(topic) + _PARTITION_OFFSET.pack(partition, offset)
         return ProcessedRow(spec.name, head + _string(value))
 
+    def refused(self, row: bytes, reason: str) -> ProcessedRow:
+        """A row ClickHouse refused as data, turned into a poison row with the reason."""
+        topic, partition, offset, value = unpack_row(row)
+        return self._poison(topic, partition, offset, value, reason)
+
     def _poison(
         self, topic: str, partition: int, offset: int, value: bytes, reason: str
     ) -> ProcessedRow:
@@ -134,6 +150,25 @@ class RecordProcessor:
         )
         head = self._prefix(topic) + _PARTITION_OFFSET.pack(partition, offset)
         return ProcessedRow("poison_records", head + _string(encode(record)))
+
+
+def _read_string(row: bytes, pos: int) -> tuple[bytes, int]:
+    size, shift = 0, 0
+    while True:
+        byte = row[pos]
+        pos += 1
+        size |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return row[pos : pos + size], pos + size
+
+
+def unpack_row(row: bytes) -> tuple[str, int, int, bytes]:
+    """(topic, partition, offset, payload) of one RowBinary row this module built."""
+    topic, pos = _read_string(row, 0)
+    partition, offset = _PARTITION_OFFSET.unpack_from(row, pos)
+    payload, _ = _read_string(row, pos + _PARTITION_OFFSET.size)
+    return topic.decode(), partition, offset, payload
 
 
 def _sniff_type(value: bytes) -> tuple[str | None, str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +31,11 @@ from schemas import Source
 from schemas.topics import TOPICS
 from sinks.clickhouse import AsyncClickHouse
 from sinks.ddl import positions_sql, stored_offsets_sql
+from sinks.dedup import RowKey, existing_ids_sql
+from sinks.errors import SinkError, error_code, is_data_error
 from sinks.processor import RecordProcessor
 
-__all__ = ["ClickHouseSink", "SinkSettings"]
+__all__ = ["ClickHouseSink", "SinkSettings", "SinkStopped"]
 
 log = logging.getLogger("errorflow.sink")
 _COLUMNS = ["_topic", "_partition", "_offset", "payload"]
@@ -49,6 +52,15 @@ class SinkSettings(BaseSettings):
     retry_backoff_s: float = Field(1.0, gt=0)
 
 
+class SinkStopped(SinkError):
+    """Stop was asked while an insert kept failing: the flush is abandoned uncommitted,
+    so the next run stores those records (nothing lost)."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(f"stopped while inserts into {table} were failing")
+        self.table = table
+
+
 @dataclass(slots=True)
 class SinkStats:
     consumed: int = 0
@@ -57,6 +69,10 @@ class SinkStats:
     poisoned: int = 0
     insert_failures: int = 0
     skipped_already_stored: int = 0
+    duplicates_dropped: int = 0  # an event_id already stored (or twice in one flush)
+    commit_failures: int = 0
+    last_flush_at: float | None = None  # wall clock of the last flush that committed
+    last_error: str = ""  # the last insert or commit failure, cleared on success
 
 
 @dataclass(slots=True)
@@ -120,6 +136,7 @@ class ClickHouseSink:
             fetch_max_bytes=64 << 20,
         )
         self._tables: dict[str, list[bytes]] = defaultdict(list)
+        self._keys: dict[str, list[RowKey]] = defaultdict(list)
         self._buffered = 0
         self._oldest: float | None = None
         self._resume: dict[TopicPartition, _Resume] = {}
@@ -127,10 +144,11 @@ class ClickHouseSink:
         self._last_seen: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._in_flight: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set; flushes what is buffered before returning."""
-        stop = stop or asyncio.Event()
+        stop = self._stop = stop or asyncio.Event()
         await self._consumer.start()
         try:
             self._consumer.subscribe([t.name for t in TOPICS], listener=_Rebalance(self))
@@ -151,6 +169,8 @@ class ClickHouseSink:
                 ):
                     await self.flush(wait=False)
             await self.flush()
+        except SinkStopped as exc:
+            log.warning("errorflow.sink.stopped_uncommitted %s: the next run stores them", exc)
         finally:
             await self._consumer.stop()
 
@@ -162,7 +182,9 @@ class ClickHouseSink:
         kept = [r for r in records if resume.keeps(r.offset)]
         self.stats.skipped_already_stored += len(records) - len(kept)
         resume.taken(records[-1].offset)
-        self._buffered += self.processor.rows(tp.topic, tp.partition, kept, self._tables)
+        self._buffered += self.processor.rows(
+            tp.topic, tp.partition, kept, self._tables, self._keys
+        )
         self._last_seen[tp] = records[-1].offset
         if self._oldest is None and self._buffered:
             self._oldest = asyncio.get_running_loop().time()
@@ -178,44 +200,125 @@ class ClickHouseSink:
                 await self._in_flight
                 self._in_flight = None
             tables, self._tables = self._tables, defaultdict(list)
+            keys, self._keys = self._keys, defaultdict(list)
             seen, self._last_seen = self._last_seen, {}
             self._buffered, self._oldest = 0, None
             if tables or seen:
-                self._in_flight = asyncio.create_task(self._write(tables, seen))
+                self._in_flight = asyncio.create_task(self._write(tables, keys, seen))
             if wait and self._in_flight is not None:
                 await self._in_flight
                 self._in_flight = None
 
-    async def _write(self, tables: dict[str, list[bytes]], seen: dict[TopicPartition, int]) -> None:
+    async def _write(
+        self,
+        tables: dict[str, list[bytes]],
+        keys: dict[str, list[RowKey]],
+        seen: dict[TopicPartition, int],
+    ) -> None:
         for table, rows in tables.items():
-            await self._insert(table, rows)
+            fresh = await self._fresh(table, rows, keys[table])
+            if fresh:
+                await self._insert(table, fresh)
         self.stats.poisoned = self.processor.poisoned
         # Includes records that stored nothing (tombstones, records already stored).
         commits = {tp: offset + 1 for tp, offset in seen.items()}
         if commits:
-            with contextlib.suppress(Exception):  # e.g. mid-rebalance: the next flush commits
+            try:
                 await self._consumer.commit(commits)
+            except Exception as exc:  # noqa: BLE001 - e.g. mid-rebalance: replay is deduped
+                self.stats.commit_failures += 1
+                self.stats.last_error = f"commit: {type(exc).__name__}: {exc}"[:500]
+                log.warning(
+                    "errorflow.sink.commit_failed partitions=%d error=%s: %s "
+                    "(the records are stored; a replay of them is dropped as duplicate)",
+                    len(commits),
+                    type(exc).__name__,
+                    exc,
+                )
+                return
+        self.stats.last_flush_at = time.time()
+
+    async def _fresh(self, table: str, rows: list[bytes], keys: list[RowKey]) -> list[bytes]:
+        """``rows`` without the events already stored or repeated within the flush."""
+        ids = {event_id for event_id, _ in keys if event_id}
+        if not ids:
+            return rows
+        sql = existing_ids_sql(self.database, table)
+        parameters = {"ids": sorted(ids), "times": sorted({t for i, t in keys if i})}
+        delay = self.settings.retry_backoff_s
+        while True:
+            try:
+                found = await self.clickhouse.query_rows(sql, parameters)
+                break
+            except Exception as exc:  # noqa: BLE001 - retried like an insert
+                self.stats.last_error = f"dedup lookup {table}: {type(exc).__name__}: {exc}"[:500]
+                log.error("errorflow.sink.lookup_failed table=%s error=%s", table, str(exc)[:300])
+                if self._stop.is_set():
+                    raise SinkStopped(table) from exc
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+        stored = {event_id for (event_id,) in found}
+        fresh, taken = [], set()
+        for row, (event_id, _) in zip(rows, keys, strict=True):
+            if event_id:
+                if event_id in stored or event_id in taken:
+                    continue
+                taken.add(event_id)
+            fresh.append(row)
+        self.stats.duplicates_dropped += len(rows) - len(fresh)
+        return fresh
 
     async def _insert(self, table: str, rows: list[bytes]) -> None:
-        block = b"".join(rows)
+        """Insert ``rows`` into ``table``: transient failures are retried with backoff
+        (until stop: then :class:`SinkStopped`, nothing committed, nothing lost); rows
+        ClickHouse refuses as data (:data:`sinks.errors.DATA_ERROR_CODES`) are found by
+        halving the batch and stored as poison rows with ClickHouse's reason."""
         name = f"{self.database}.{table}"
+        delay = self.settings.retry_backoff_s
         while True:
             try:
                 await self.clickhouse.run(
                     self.clickhouse.client.raw_insert,
                     name,
                     column_names=_COLUMNS,
-                    insert_block=block,
+                    insert_block=b"".join(rows),
                     fmt="RowBinary",
                 )
-            except Exception as exc:  # noqa: BLE001 - retried: nothing is dropped
+            except Exception as exc:  # noqa: BLE001 - classified below; nothing is dropped
                 self.stats.insert_failures += 1
-                log.error("errorflow.sink.insert_failed", extra={"table": name, "error": repr(exc)})
-                await asyncio.sleep(self.settings.retry_backoff_s)
+                self.stats.last_error = f"{name}: {type(exc).__name__}: {exc}"[:500]
+                if is_data_error(exc) and table != "poison_records":
+                    await self._split(table, rows, exc)
+                    return
+                log.error(
+                    "errorflow.sink.insert_failed table=%s rows=%d code=%s retry_in_s=%.1f "
+                    "error=%s",
+                    name,
+                    len(rows),
+                    error_code(exc),
+                    delay,
+                    str(exc)[:300],
+                )
+                if self._stop.is_set():
+                    raise SinkStopped(name) from exc
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
                 continue
             self.stats.inserts += 1
             self.stats.inserted += len(rows)
+            self.stats.last_error = ""
             return
+
+    async def _split(self, table: str, rows: list[bytes], exc: BaseException) -> None:
+        if len(rows) > 1:
+            half = len(rows) // 2
+            await self._insert(table, rows[:half])
+            await self._insert(table, rows[half:])
+            return
+        reason = f"ClickHouse refused the row (code {error_code(exc)}): {exc}"[:1000]
+        await self._insert("poison_records", [self.processor.refused(rows[0], reason).row])
 
     async def resume(self, partitions: list[TopicPartition]) -> None:
         """Position each assigned partition so that nothing is stored twice — once per

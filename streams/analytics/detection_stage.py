@@ -22,6 +22,7 @@ from schemas.topics import BREAKER_STATE, CONTROL
 from streams.analytics.detector import ErrorAnalytics
 from streams.analytics.partials import decode_partial
 from streams.analytics.records import alert_event, anomaly_event, window_row
+from streams.analytics.windows import WindowCounts
 from streams.engine import EngineStage, Output
 from streams.engine.stage import Record
 from streams.follow import follow_events
@@ -53,11 +54,11 @@ class DetectionStage(EngineStage[ErrorAnalytics]):
         return engine
 
     def feed(self, engine: ErrorAnalytics, record: Record) -> None:
-        item = decode_partial(record.value or b"")
-        if len(item) == 2:
-            engine.mark_source(item[0], item[1])
+        key, at_ms, payload = decode_partial(record.value or b"")
+        if isinstance(payload, WindowCounts):
+            engine.observe_counts(key, at_ms, payload)
         else:
-            engine.observe_counts(item[0], item[1], item[2])
+            engine.mark_source(key, at_ms, idle_since_ms=payload)
 
     def collect(self, engine: ErrorAnalytics, now_ms: int) -> list[Output]:
         idle_ms = int(self.settings.idle_close_s * 1000)

@@ -151,31 +151,36 @@ class ErrorAnalytics:
 
     # -- output --------------------------------------------------------------------------
 
-    def mark_source(self, source: str, ts_ms: int) -> None:
+    def mark_source(self, source: str, ts_ms: int, *, idle_since_ms: int | None = None) -> None:
         """An input (e.g. ``errorflow.call-events:3``) has been read up to event time
-        ``ts_ms``. The watermark is the lowest mark of the inputs that are not idle."""
+        ``ts_ms``; with ``idle_since_ms``, its reader has been at its end with nothing
+        new since then. The watermark is the lowest mark of the inputs that are not
+        idle."""
         previous = self.source_marks.get(source)
-        self.source_marks[source] = [max(ts_ms, previous[0] if previous else ts_ms), -1]
+        ts = max(ts_ms, previous[0] if previous else ts_ms)
+        self.source_marks[source] = [ts, -1 if idle_since_ms is None else idle_since_ms]
 
     def tick(
         self, now_ms: int, *, idle_ms: int | None = None
     ) -> tuple[list[WindowResult], list[Anomaly], list[AlertChange]]:
         """Close due windows, detect, update alerts.
 
-        With source marks, windows close at the lowest mark of the inputs heard from
-        within ``idle_ms`` — a restarted worker's backlog is not dropped as late, as
-        every input's mark catches up together. When every input is idle (or there are
-        none), the clock closes windows (``now - grace``).
+        With source marks, windows close at the lowest mark of the inputs that are not
+        idle — an input is idle when its reader said it has been at the partition's end
+        for ``idle_ms`` with nothing new. Silence is not idleness: while records are
+        stuck upstream (a broker outage, a stalled ingest) no mark says idle, so no
+        window closes early and nothing arriving afterwards is dropped as late. When
+        every input is idle (or there are none), the clock closes windows
+        (``now - grace``).
         """
         results: list[WindowResult] = []
         anomalies: list[Anomaly] = []
         changes: list[AlertChange] = []
-        live = []
-        for mark in self.source_marks.values():
-            if mark[1] < 0:
-                mark[1] = now_ms  # newly heard (or restored): live from now on
-            if idle_ms is None or now_ms - mark[1] < idle_ms:
-                live.append(mark[0])
+        live = [
+            ts
+            for ts, idle_since in self.source_marks.values()
+            if idle_since < 0 or idle_ms is None or now_ms - idle_since < idle_ms
+        ]
         if live:
             self.advance(min(live))
         else:
@@ -393,4 +398,5 @@ class ErrorAnalytics:
             self.thresholds = Thresholds(*data["thresholds"])
         self.open_breakers = set(data.get("open_breakers", []))
         self.observed = int(data.get("observed", 0))
+        # Restored inputs are live until their reader says otherwise.
         self.source_marks = {k: [int(ts), -1] for k, ts in data.get("source_marks", {}).items()}

@@ -42,7 +42,10 @@ class Intake:
     tp: TopicPartition
     facts: list[Facts] = field(default_factory=list)
     poison: list[PoisonRecorded] = field(default_factory=list)
-    newest_ms: int = 0
+    newest_ms: int = 0  # since the last checkpoint
+    latest_ms: int = 0  # ever (this session): what an idle mark repeats
+    quiet_since_ms: int | None = None  # at the partition's end, nothing new since
+    idle_said_ms: int = 0
 
 
 class IngestStage(EngineStage[Intake]):
@@ -75,9 +78,11 @@ class IngestStage(EngineStage[Intake]):
         except DecodeError as exc:
             engine.poison.append(self._poison(engine.tp, record, exc.reason))
             return
+        engine.quiet_since_ms = None
         if facts is not None:
             engine.facts.append(facts)
             engine.newest_ms = max(engine.newest_ms, facts.ts_ms)
+            engine.latest_ms = max(engine.latest_ms, facts.ts_ms)
 
     def has_news(self, engine: Intake) -> bool:
         return bool(engine.facts or engine.poison)
@@ -100,9 +105,8 @@ class IngestStage(EngineStage[Intake]):
         poison: list[Output] = []
         for intake in self.engines.values():
             facts.extend(intake.facts)
-            if intake.newest_ms:
-                source = f"{intake.tp.topic}:{intake.tp.partition}"
-                value = encode_mark(source, intake.newest_ms)
+            value = self._mark(intake, now_ms)
+            if value is not None:
                 marks.extend(
                     Output(self.partials_topic, None, value, partition=p)
                     for p in range(self._partials_partitions)
@@ -114,6 +118,24 @@ class IngestStage(EngineStage[Intake]):
             for (key, bucket), counts in aggregate(facts, self.settings.step_ms).items()
         ]
         return [*partials, *marks, *poison]
+
+    def _mark(self, intake: Intake, now_ms: int) -> bytes | None:
+        """The partition's progress mark, if there is news: how far it was read, or —
+        once a second while it sits at its end with nothing new — that it is idle."""
+        source = f"{intake.tp.topic}:{intake.tp.partition}"
+        if intake.newest_ms:
+            return encode_mark(source, intake.newest_ms)
+        consumer = self._consumer
+        end = consumer.last_stable_offset(intake.tp) if consumer is not None else None
+        if end is None or self._next.get(intake.tp, 0) < end:
+            intake.quiet_since_ms = None  # records wait to be read: not idle
+            return None
+        if intake.quiet_since_ms is None:
+            intake.quiet_since_ms = now_ms
+        if now_ms - intake.idle_said_ms < 1000:
+            return None
+        intake.idle_said_ms = now_ms
+        return encode_mark(source, intake.latest_ms, intake.quiet_since_ms)
 
     def _poison(self, tp: TopicPartition, record: Record, reason: str) -> PoisonRecorded:
         self.poisoned += 1

@@ -36,15 +36,22 @@ def encode_partial(key: str, bucket_ms: int, counts: WindowCounts) -> bytes:
     ).encode()
 
 
-def encode_mark(source: str, ts_ms: int) -> bytes:
+def encode_mark(source: str, ts_ms: int, idle_since_ms: int | None = None) -> bytes:
     """How far one input partition has been read, in event time (sent to every
-    partition of the partials topic, so every engine knows every input's progress)."""
-    return json.dumps({"mark": source, "ts_ms": ts_ms}, separators=(",", ":")).encode()
+    partition of the partials topic, so every engine knows every input's progress).
+    ``idle_since_ms``: the ingest stage has read the partition to its end and seen
+    nothing new since then (wall clock) — only the reader can tell an input that is
+    quiet from one whose records are stuck upstream (a broker outage)."""
+    data: dict[str, object] = {"mark": source, "ts_ms": ts_ms}
+    if idle_since_ms is not None:
+        data["idle_since_ms"] = idle_since_ms
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
-def decode_partial(raw: bytes) -> tuple[str, int, WindowCounts] | tuple[str, int]:
-    """(key, bucket, counts) for a partial, (source, ts) for a mark."""
+def decode_partial(raw: bytes) -> tuple[str, int, WindowCounts] | tuple[str, int, int | None]:
+    """(key, bucket, counts) for a partial, (source, ts, idle since) for a mark."""
     data = json.loads(raw)
     if "mark" in data:
-        return data["mark"], int(data["ts_ms"])
+        idle = data.get("idle_since_ms")
+        return data["mark"], int(data["ts_ms"]), None if idle is None else int(idle)
     return data["key"], int(data["bucket_ms"]), WindowCounts.from_dict(data["counts"])

@@ -37,6 +37,7 @@ async def _traffic(
     plan: list[int],
     per_second: int = 20,
     truth: Counter[int] | None = None,
+    errors_truth: Counter[int] | None = None,
 ) -> None:
     """One batch of call events per second (event time = now); plan[i] of them fail."""
     source = s.Source.here(runner_id="it-traffic")
@@ -53,10 +54,12 @@ async def _traffic(
             for i in range(per_second)
         ]
         await produce(bootstrap, batch)
-        if truth is not None:
-            for event in batch:
-                ms = int(event.occurred_at.timestamp() * 1000)
+        for event in batch:
+            ms = int(event.occurred_at.timestamp() * 1000)
+            if truth is not None:
                 truth[ms - ms % 1000] += 1
+            if errors_truth is not None and event.outcome != "success":
+                errors_truth[ms - ms % 1000] += 1
         await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
 
 
@@ -121,32 +124,39 @@ async def test_threshold_change_by_kcat_applies_without_restart(
         worker.stop()
 
 
-@pytest.mark.parametrize("scenario", ["sigkill", "two-workers"])
+@pytest.mark.parametrize("scenario", ["sigkill", "two-workers", "join-leave"])
 async def test_window_counts_equal_ground_truth(
     kafka_bootstrap: str, tmp_path: Path, scenario: str
 ) -> None:
-    """Per-second window counts equal what was produced: across a SIGKILL and restart,
-    and with two worker processes sharing the partitions."""
+    """Per-second window counts (attempts and errors) equal what was produced: across a
+    SIGKILL and restart, with two worker processes sharing the partitions, and while a
+    second worker joins and then leaves (two rebalances under traffic)."""
     app_id, service = f"it-{scenario}-{uuid.uuid4().hex[:6]}", f"svc-{uuid.uuid4().hex[:6]}"
     workers = [WorkerProcess(kafka_bootstrap, app_id, "w1", tmp_path).start()]
     if scenario == "two-workers":
         workers.append(WorkerProcess(kafka_bootstrap, app_id, "w2", tmp_path).start())
     truth: Counter[int] = Counter()
+    errors: Counter[int] = Counter()
     try:
-        await asyncio.sleep(8)
-        await _traffic(kafka_bootstrap, service, [1, 2, 3], truth=truth)
+        await asyncio.gather(*(w.ready(("ingest", "detect")) for w in workers))
+        await _traffic(kafka_bootstrap, service, [1, 2, 3], truth=truth, errors_truth=errors)
         if scenario == "sigkill":
             workers[0].kill()
-            await _traffic(kafka_bootstrap, service, [4, 5], truth=truth)
+            await _traffic(kafka_bootstrap, service, [4, 5], truth=truth, errors_truth=errors)
             workers[0] = WorkerProcess(kafka_bootstrap, app_id, "w1", tmp_path).start()
-        await _traffic(kafka_bootstrap, service, [0, 1, 2, 0], truth=truth)
-        counts: dict[int, int] = {}
+        if scenario == "join-leave":
+            workers.append(WorkerProcess(kafka_bootstrap, app_id, "w2", tmp_path).start())
+            await _traffic(kafka_bootstrap, service, [4, 5, 6], truth=truth, errors_truth=errors)
+            workers.pop().stop()
+        await _traffic(kafka_bootstrap, service, [0, 1, 2, 0], truth=truth, errors_truth=errors)
+        counts: dict[int, tuple[int, int]] = {}
+        expected = {start: (n, errors[start]) for start, n in truth.items()}
         deadline = time.monotonic() + 60  # the last windows close when the input goes idle
-        while time.monotonic() < deadline and counts != dict(truth):
+        while time.monotonic() < deadline and counts != expected:
             await asyncio.sleep(2)
             windows = await windows_for(kafka_bootstrap, app_id, f"service={service}")
-            counts = {start: row["attempts"] for start, row in windows.items()}
+            counts = {start: (row["attempts"], row["errors"]) for start, row in windows.items()}
     finally:
         for worker in workers:
             worker.stop()
-    assert counts == dict(truth)
+    assert counts == expected

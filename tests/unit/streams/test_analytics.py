@@ -141,7 +141,9 @@ def test_watermark_is_the_slowest_live_input() -> None:
     analytics.mark_source("call-events:0", T0 + 5_000)
     analytics.mark_source("call-events:1", T0 + 800)
     windows, _, _ = analytics.tick(T0 + 60_000, idle_ms=10_000)
-    assert windows == []  # input 1 has only reached 0.8 s: window [0 s, 1 s) stays open
+    # Input 1 has only reached 0.8 s, and a minute of silence is not idleness (its
+    # records may be stuck upstream): window [0 s, 1 s) stays open.
+    assert windows == []
     analytics.mark_source("call-events:1", T0 + 2_500)
     windows, _, _ = analytics.tick(T0 + 61_000, idle_ms=10_000)
     assert [(w.key, w.window.start_ms - T0) for w in windows if w.spec.startswith("tumbling")] == [
@@ -154,3 +156,19 @@ def test_watermark_is_the_slowest_live_input() -> None:
 
 def analytics_counts() -> WindowCounts:
     return WindowCounts(attempts=3, errors=1)
+
+
+def test_only_an_input_its_reader_calls_idle_stops_holding_windows() -> None:
+    """An input whose reader says it sits at its end stops holding the watermark after
+    ``idle_ms``; every input idle, the clock closes windows."""
+    analytics = ErrorAnalytics(_config())
+    analytics.observe_counts("service=a", T0 + 500, analytics_counts())
+    analytics.mark_source("call-events:0", T0 + 800)
+    assert analytics.tick(T0 + 60_000, idle_ms=10_000)[0] == []
+    analytics.mark_source("call-events:0", T0 + 800, idle_since_ms=T0 + 55_000)
+    assert analytics.tick(T0 + 60_000, idle_ms=10_000)[0] == []  # idle 5 s only
+    closed = analytics.tick(T0 + 66_000, idle_ms=10_000)[0]
+    assert [(w.key, w.window.start_ms - T0) for w in closed if w.spec.startswith("tumbling")] == [
+        ("service=a", 0)
+    ]
+    assert closed[0].counts.attempts == 3

@@ -6,10 +6,12 @@ import json
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import schemas as s
-from streams.facts import facts_of
-from streams.fastpath import read_facts
+from streams.facts import epoch_ms, facts_of
+from streams.fastpath import judge, read_facts, read_progress
 from tests.samples import every_type
 
 
@@ -112,3 +114,87 @@ def test_odd_types_get_the_same_answer_as_the_codec(mutate) -> None:  # type: ig
             read_facts(raw)
     else:
         assert read_facts(raw) == expected
+
+
+# -- one verdict: the fast path and the codec agree on any record -------------------------
+
+FAST_TYPES = [
+    e
+    for e in every_type()
+    if e.type.startswith(("task.", "call.", "operation.", "compensation.c", "compensation.f"))
+]
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.sampled_from(["critical", "bogus", "transient", "2026-11-28T22:42:55.123Z"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _paths(data: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out.append((*prefix, key))
+            out.extend(_paths(value, (*prefix, key)))
+    return out
+
+
+@st.composite
+def mutated_record(draw: st.DrawFn) -> bytes:
+    """A valid record of a type the stages count, with up to three fields removed or
+    replaced by arbitrary JSON (a severity outside the enum, a text attempt...)."""
+    data = json.loads(s.encode(draw(st.sampled_from(FAST_TYPES))))
+    for _ in range(draw(st.integers(0, 3))):
+        paths = _paths(data)
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        if not isinstance(parent, dict) or path[-1] not in parent:
+            continue
+        if draw(st.booleans()):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = draw(JSON_VALUES)
+    return json.dumps(data).encode()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(mutated_record())
+def test_every_stage_gives_the_codecs_verdict(raw: bytes) -> None:
+    """Whatever a record holds, read_facts (ingest, breakers), judge and read_progress
+    (recovery) accept it exactly when the codec does, with the codec's facts — so nothing
+    counted anywhere is refused anywhere, and poison is decided once."""
+    try:
+        model = s.decode(raw)
+    except s.DecodeError as exc:
+        with pytest.raises(s.DecodeError, match=re.escape(exc.reason)):
+            read_facts(raw)
+        assert judge(raw) is None
+        assert read_progress(raw) is None
+        return
+    assert read_facts(raw) == facts_of(model)
+    verdict = judge(raw)
+    if verdict is not None:
+        assert verdict == (model.type, epoch_ms(model.occurred_at))
+
+
+def test_a_severity_outside_the_contract_is_poison_for_every_stage() -> None:
+    """The issue's case: a task.failed whose severity is not low/medium/high/critical is
+    refused by the fast path as by the codec (it was counted by analytics, dropped by
+    recovery)."""
+    data = json.loads(s.encode(every_type()[4]))
+    data["error"]["severity"] = "catastrophic"
+    raw = json.dumps(data).encode()
+    with pytest.raises(s.DecodeError, match="error.severity"):
+        read_facts(raw)
+    assert judge(raw) is None
