@@ -12,6 +12,7 @@ stricter of the local and the cluster state wins.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +33,30 @@ class BreakerConfig:
     failure_rate_threshold: float | None = None
     window_s: float = 60.0
     minimum_calls: int = 10
+
+    def __post_init__(self) -> None:
+        """Invalid settings raise here, at ``add_breaker``, not at the first call."""
+        whole: dict[str, int] = {
+            "failure_threshold": self.failure_threshold,
+            "success_threshold": self.success_threshold,
+            "half_open_max_calls": self.half_open_max_calls,
+            "minimum_calls": self.minimum_calls,
+        }
+        for name, value in whole.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
+        seconds: dict[str, float] = {
+            "recovery_timeout": self.recovery_timeout,
+            "window_s": self.window_s,
+        }
+        for name, span in seconds.items():
+            if isinstance(span, bool) or not isinstance(span, int | float) or not span > 0:
+                raise ValueError(f"{name} must be a number of seconds > 0, not {span!r}")
+            if span == float("inf"):
+                raise ValueError(f"{name} must be finite, not {span!r}")
+        rate = self.failure_rate_threshold
+        if rate is not None and (isinstance(rate, bool) or not 0 < rate <= 1):
+            raise ValueError(f"failure_rate_threshold must be in (0, 1], not {rate!r}")
 
 
 @dataclass(slots=True)
@@ -256,6 +281,9 @@ class CircuitBreakerRegistry:
         self._default = default or BreakerConfig()
         self._clock = clock or SystemClock()
         self.breakers: dict[str, CircuitBreaker] = {}
+        #: Called with (service, config) by ``add_breaker(..., fleet=True)``; the handler
+        #: publishes it as ``breaker.config`` so the fleet breaker uses the same settings.
+        self.on_fleet_config: Callable[[str, BreakerConfig], None] | None = None
 
     def add_breaker(
         self,
@@ -263,17 +291,27 @@ class CircuitBreakerRegistry:
         failure_threshold: int = 5,
         recovery_timeout: float = 60.0,
         success_threshold: int = 3,
+        *,
+        fleet: bool = False,
         **options: Any,
     ) -> CircuitBreaker:
         """Configure ``service``'s breaker (the seed's signature, plus optional rate-window
         settings: ``failure_rate_threshold``, ``window_s``, ``minimum_calls``,
-        ``half_open_max_calls``)."""
+        ``half_open_max_calls``). Invalid values raise ``ValueError``. ``fleet=True``
+        also publishes the settings as ``breaker.config``, so the fleet-wide breaker of
+        the stream worker trips and recovers by the same numbers."""
+        if not isinstance(service, str) or not service or len(service) > 200:
+            raise ValueError(f"service must be a name of 1-200 characters, not {service!r}")
         config = BreakerConfig(
             failure_threshold=failure_threshold,
             recovery_timeout=recovery_timeout,
             success_threshold=success_threshold,
             **options,
         )
+        if fleet:
+            if self.on_fleet_config is None:
+                raise RuntimeError("fleet=True needs a registry owned by an ErrorHandler")
+            self.on_fleet_config(service, config)
         previous = self.breakers.get(service)
         breaker = CircuitBreaker(service, config, self._clock)
         if previous is not None and previous._cluster is not None:

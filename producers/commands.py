@@ -31,10 +31,11 @@ from schemas import (
     CompensationFailed,
     DecodeError,
     Envelope,
+    ResetBreaker,
     RetryTask,
     decode,
 )
-from schemas.topics import BREAKER_STATE, COMPENSATION_COMMANDS, RECOVERY_COMMANDS
+from schemas.topics import BREAKER_STATE, COMPENSATION_COMMANDS, CONTROL, RECOVERY_COMMANDS
 
 if TYPE_CHECKING:
     from producers.handler import ErrorHandler
@@ -50,6 +51,7 @@ class CommandListener:
         self.ledger = CommandLedger(handler.config.ledger_path)
         self.max_command_age_s = max_command_age_s
         self.counters = {
+            "resets": 0,
             "handled": 0,
             "duplicates": 0,
             "stale": 0,
@@ -107,7 +109,9 @@ class CommandListener:
         )
         await consumer.start()
         try:
-            consumer.subscribe([BREAKER_STATE.name])
+            # The control topic too: a fleet breaker.reset closes this runner's local
+            # breaker as well (it was still rejecting calls "retry after 295 s").
+            consumer.subscribe([BREAKER_STATE.name, CONTROL.name])
             while True:
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
@@ -120,6 +124,13 @@ class CommandListener:
         if raw is None:
             return  # a compaction tombstone
         event = self._decode(raw)
+        if isinstance(event, ResetBreaker):
+            age = (datetime.now(UTC) - event.occurred_at).total_seconds()
+            # Old resets on the compacted topic were applied long ago: not at each start.
+            if age <= self.handler.config.cluster_state_max_age_s:
+                self.handler.circuit_breakers.reset(event.service)
+                self.counters["resets"] += 1
+            return
         if isinstance(event, BreakerStateChanged):
             age = (datetime.now(UTC) - event.occurred_at).total_seconds()
             if age > self.handler.config.cluster_state_max_age_s:

@@ -54,7 +54,8 @@ class SDKConfig(BaseSettings):
     heartbeat_interval_s: float | None = Field(None, gt=0)
 
     api_url: str | None = None
-    clickhouse_url: str | None = None
+    # The documented name (README, the sinks), not ERRORFLOW_CLICKHOUSE_URL.
+    clickhouse_url: str | None = Field(None, validation_alias="CLICKHOUSE_URL")
 
     @property
     def spool_dir(self) -> Path:

@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import Any
 
 from producers.handler import ErrorHandler
-from producers.reporting import annotate, error_info, resource_need
+from producers.reporting import CANCELLED, annotate, error_info, resource_need
 from producers.scope import TaskScope, current_scope
 from schemas import TaskFailed, TaskStarted, TaskSucceeded
 
@@ -84,6 +84,15 @@ class ErrorHandlingContext:
                     resource=resource,
                 )
                 annotate(exc, info, "task.failed published")
+            else:  # cancelled, KeyboardInterrupt, SystemExit: the task still ends
+                handler.counters["failed"] += 1
+                handler.emit(
+                    TaskFailed,
+                    **self._base(),
+                    error=error_info(exc, CANCELLED, self.service),
+                    attempts=self.scope.attempt,
+                    task_data=self.task_data,
+                )
         finally:
             handler.in_flight -= 1
             current_scope.reset(self._token)

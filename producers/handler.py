@@ -19,7 +19,7 @@ from typing import Any
 
 from producers.analysis import fetch_analysis
 from producers.backoff import Backoff
-from producers.breaker import CircuitBreaker, CircuitBreakerRegistry
+from producers.breaker import BreakerConfig, CircuitBreaker, CircuitBreakerRegistry
 from producers.budget import RetryBudget
 from producers.classify import Classification, Classifier
 from producers.clock import Clock, SystemClock
@@ -28,12 +28,13 @@ from producers.errors import CircuitOpenError
 from producers.invoke import call_user_function, takes_argument
 from producers.publisher import KafkaPublisher, Publisher, PublisherConfig
 from producers.registry import RunnerRegistry
-from producers.reporting import annotate, error_info, resource_need
+from producers.reporting import CANCELLED, annotate, error_info, resource_need
 from producers.retrying import RetryPolicy, plan_retry
 from producers.scope import TaskScope, current_scope
 from producers.tracing import current_trace, tracing_available
 from schemas import (
     CallCompleted,
+    ConfigureBreaker,
     Envelope,
     OperationRecorded,
     Source,
@@ -74,6 +75,7 @@ class ErrorHandler(RunnerRegistry):
             )
         )
         self.circuit_breakers = CircuitBreakerRegistry(clock=self.clock)
+        self.circuit_breakers.on_fleet_config = self._publish_breaker_config
         self._breakers = self.circuit_breakers.breakers
         self.backoff = Backoff(config.backoff_base_s, config.backoff_cap_s, config.backoff_enabled)
         self.retry_budget = RetryBudget(
@@ -137,6 +139,19 @@ class ErrorHandler(RunnerRegistry):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def _publish_breaker_config(self, service: str, config: BreakerConfig) -> None:
+        self.emit(
+            ConfigureBreaker,
+            service=service,
+            failure_threshold=config.failure_threshold,
+            recovery_timeout_s=float(config.recovery_timeout),
+            success_threshold=config.success_threshold,
+            failure_rate_threshold=config.failure_rate_threshold,
+            window_s=float(config.window_s),
+            minimum_calls=config.minimum_calls,
+            half_open_max_calls=config.half_open_max_calls,
+        )
+
     def emit(self, model: type[Envelope], **fields: Any) -> None:
         """Hand a ``model`` event, stamped with this runner's source, the active trace and
         the current time, to the publisher; it is built off the hot path (never blocks)."""
@@ -180,6 +195,7 @@ class ErrorHandler(RunnerRegistry):
         base = {"task_id": task_id, "template_id": template_id, "operation_type": operation_type}
         self.counters["tasks"] += 1
         self.emit(TaskStarted, **base, attempt=attempt, task_data=task_data)
+        task_started = self.clock.monotonic()
         try:
             while True:
                 started = self.clock.monotonic()
@@ -218,12 +234,29 @@ class ErrorHandler(RunnerRegistry):
                         exc, info, f"task.failed published after attempt {scope.attempt} ({why})"
                     )
                     raise
+                except BaseException as exc:  # cancelled or interrupted: the task still ends
+                    self.counters["failed"] += 1
+                    self.emit(
+                        TaskFailed,
+                        **base,
+                        attempt=scope.attempt,
+                        error=error_info(exc, CANCELLED, service),
+                        attempts=scope.attempt,
+                        task_data=task_data,
+                    )
+                    raise
                 finally:
                     self.in_flight -= 1
                 self.retry_budget.record_success()
                 self.counters["succeeded"] += 1
-                elapsed_ms = (self.clock.monotonic() - started) * 1000
-                self.emit(TaskSucceeded, **base, attempt=scope.attempt, duration_ms=elapsed_ms)
+                now = self.clock.monotonic()
+                self.emit(
+                    TaskSucceeded,
+                    **base,
+                    attempt=scope.attempt,
+                    duration_ms=(now - task_started) * 1000,
+                    attempt_duration_ms=(now - started) * 1000,
+                )
                 return result
         finally:
             current_scope.reset(token)

@@ -15,7 +15,9 @@ Everything spooled survives.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 import os
 from collections import deque
@@ -24,14 +26,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import InvalidMessageError, MessageSizeTooLargeError, RecordTooLargeError
 
+from producers.limits import MAX_RECORD_BYTES, shrink
 from producers.pending import PendingEvent, materialize
 from producers.spool import Spool, SpooledRecord, SpoolLocked
 from schemas import Envelope, encode, key_of, topic_of
 
-__all__ = ["KafkaPublisher", "Publisher", "PublisherConfig", "PublisherStats"]
+__all__ = ["KafkaPublisher", "Publisher", "PublisherConfig", "PublisherStats", "dead_letter_path"]
 
 log = logging.getLogger("errorflow.publisher")
+_REFUSED = (MessageSizeTooLargeError, RecordTooLargeError, InvalidMessageError)
+
+
+def dead_letter_path(spool_dir: Path) -> Path:
+    """The file beside a spool where records Kafka will never take are kept."""
+    return spool_dir.with_name(f"{spool_dir.name}.dead-letter.jsonl")
 
 
 class Publisher(Protocol):
@@ -65,6 +75,8 @@ class PublisherStats:
     spooled: int = 0
     dropped: int = 0
     delivery_failures: int = 0
+    truncated: int = 0  # sent with bulky fields replaced by a marker (producers.limits)
+    dead_lettered: int = 0  # too big or refused by the broker: in the dead-letter file
 
 
 class KafkaPublisher:
@@ -145,6 +157,8 @@ class KafkaPublisher:
             "spooled": self.counters.spooled,
             "dropped": self.counters.dropped,
             "delivery_failures": self.counters.delivery_failures,
+            "truncated": self.counters.truncated,
+            "dead_lettered": self.counters.dead_lettered,
             "pending": len(self._pending),
             "spool_segments": len(spool.segments()) if spool else 0,
             "connected": self.connected,
@@ -223,23 +237,31 @@ class KafkaPublisher:
         if producer is None:
             return False
 
-        async def send_all() -> None:
+        async def send_all() -> list[BaseException | None]:
             futures = [
                 await producer.send(
                     r.topic, r.value, key=r.key, headers=[("type", r.type.encode())]
                 )
                 for r in records
             ]
-            await asyncio.gather(*futures)
+            return list(await asyncio.gather(*futures, return_exceptions=True))
 
         try:
-            await asyncio.wait_for(send_all(), self.config.send_timeout_s)
+            results = await asyncio.wait_for(send_all(), self.config.send_timeout_s)
+            # A record the broker refuses for itself (too large, invalid) can never be
+            # delivered: set it aside; any other failure means "not now" for the batch.
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if any(not isinstance(r, _REFUSED) for r in failed):
+                raise next(r for r in failed if not isinstance(r, _REFUSED))
         except Exception as exc:  # noqa: BLE001 - delivery failures switch to the spool
             self.counters.delivery_failures += 1
-            log.warning("errorflow.publisher.delivery_failed", extra={"error": repr(exc)})
+            log.warning("errorflow.publisher.delivery_failed error=%r", exc)
             await self._disconnect()
             return False
-        self.counters.sent += len(records)
+        for record, result in zip(records, results, strict=True):
+            if isinstance(result, BaseException):
+                self._dead_letter(record, f"refused by the broker: {type(result).__name__}")
+        self.counters.sent += len(records) - len(failed)
         return True
 
     async def _send_pending_batch(self) -> None:
@@ -293,15 +315,54 @@ class KafkaPublisher:
         for seq, item in batch:
             try:
                 event = materialize(item)
-                records.append(
-                    SpooledRecord(
-                        seq, topic_of(event).name, key_of(event).encode(), encode(event), event.type
-                    )
+                value, truncated = shrink(event, encode(event))
+                record = SpooledRecord(
+                    seq, topic_of(event).name, key_of(event).encode(), value, event.type
                 )
             except Exception as exc:  # noqa: BLE001 - one bad event must not stop the sender
                 self.counters.dropped += 1
-                log.error("errorflow.publisher.unencodable", extra={"error": repr(exc)})
+                log.error("errorflow.publisher.unencodable error=%r", exc)
+                continue
+            if truncated:
+                self.counters.truncated += 1
+                log.warning(
+                    "errorflow.publisher.truncated type=%s key=%s bytes=%d",
+                    record.type,
+                    record.key.decode(errors="replace"),
+                    len(value),
+                )
+            if len(value) > MAX_RECORD_BYTES:
+                self._dead_letter(record, f"record of {len(value)} bytes over {MAX_RECORD_BYTES}")
+                continue
+            records.append(record)
         return records
+
+    def _dead_letter(self, record: SpooledRecord, reason: str) -> None:
+        """Set a record Kafka will never take aside, with why, so the rest flows."""
+        self.counters.dead_lettered += 1
+        path = dead_letter_path(self.config.spool_dir)
+        line = {
+            "reason": reason,
+            "topic": record.topic,
+            "key": record.key.decode(errors="replace"),
+            "type": record.type,
+            "value_base64": base64.b64encode(record.value).decode(),
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as fh:
+                fh.write(json.dumps(line) + "\n")
+        except OSError as exc:
+            self.counters.dropped += 1
+            log.error("errorflow.publisher.dropped path=%s error=%r", path, exc)
+            return
+        log.error(
+            "errorflow.publisher.dead_lettered type=%s key=%s path=%s reason=%s",
+            record.type,
+            line["key"],
+            path,
+            reason,
+        )
 
     def _write_spool(self, records: list[SpooledRecord], *, own_segment: bool) -> None:
         if self._spool is None:
@@ -322,20 +383,43 @@ class KafkaPublisher:
 
 
 def _open_spool(directory: Path) -> Spool | None:
+    """This process's spool: ``directory``, or — when a live process of the same
+    ``runner_id`` owns it — a private ``<directory>-<pid>``. Either way, spools left by
+    dead processes of this runner (the shared one, or private ones) are adopted, so what
+    they hold is delivered by this process instead of waiting for a pid to come back."""
     try:
-        return Spool(directory)
+        spool = Spool(directory)
     except SpoolLocked:
-        # Another process of this runner owns the directory: use a private one rather
-        # than stopping the runner. Its leftovers are delivered by the next process
-        # that starts with the same pid-suffixed directory, so say so loudly.
         private = directory.with_name(f"{directory.name}-{os.getpid()}")
-        log.warning(
-            "errorflow.publisher.spool_locked",
-            extra={"spool": str(directory), "using": str(private)},
+        log.info(
+            "errorflow.publisher.spool_shared spool=%s owner=alive using=%s",
+            directory,
+            private,
         )
-        return Spool(private)
+        try:
+            spool = Spool(private)
+        except (OSError, SpoolLocked) as exc:
+            log.error("errorflow.publisher.no_spool spool=%s error=%r", private, exc)
+            return None
     except OSError as exc:
-        log.error(
-            "errorflow.publisher.no_spool", extra={"spool": str(directory), "error": repr(exc)}
-        )
+        log.error("errorflow.publisher.no_spool spool=%s error=%r", directory, exc)
         return None
+    for orphan in [directory, *directory.parent.glob(f"{directory.name}-*")]:
+        if orphan == spool.directory or not orphan.is_dir():
+            continue
+        try:
+            left = Spool(orphan)
+        except (SpoolLocked, OSError):
+            continue  # a live process owns it (or it is not ours to read)
+        try:
+            moved = spool.adopt(left)
+        finally:
+            left.close()
+        if moved:
+            log.warning(
+                "errorflow.publisher.spool_adopted from=%s into=%s segments=%d",
+                orphan,
+                spool.directory,
+                moved,
+            )
+    return spool

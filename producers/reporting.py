@@ -12,7 +12,13 @@ from producers.fingerprint import fingerprint
 from schemas import ErrorInfo, ResourceNeed
 from schemas.failure import MAX_MESSAGE_CHARS, MAX_STACK_CHARS
 
-__all__ = ["annotate", "error_info", "resource_need"]
+__all__ = ["CANCELLED", "annotate", "error_info", "resource_need"]
+
+#: How a task that was cancelled (or interrupted by KeyboardInterrupt/SystemExit) is
+#: reported: a final ``task.failed`` so recovery and compensation follow. Permanent: it
+#: goes to the dead-letter queue (replayable) rather than being retried behind the back
+#: of whoever cancelled it.
+CANCELLED = Classification("permanent", "builtin:cancelled", "medium", retryable=False)
 
 _RESOURCE_KINDS = (
     (re.compile(r"gpu|cuda", re.I), "gpu"),

@@ -95,6 +95,18 @@ class Spool:
         self._writer.flush()
         os.fsync(self._writer.fileno())
 
+    def adopt(self, other: Spool) -> int:
+        """Move the segments of ``other`` (a dead process's spool, locked by us) into
+        this one, to be delivered from here; returns how many. Names keep their seq
+        order, suffixed so nothing is clobbered."""
+        self._close_writer()
+        moved = 0
+        for segment in other.segments():
+            target = self.directory / f"{segment.stem}-from-{other.directory.name}.seg"
+            segment.rename(target)
+            moved += 1
+        return moved
+
     def oldest(self) -> tuple[Path, list[SpooledRecord]] | None:
         """The oldest segment and its records (the writer's segment is closed first)."""
         segments = self.segments()

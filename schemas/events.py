@@ -65,7 +65,9 @@ class TaskAttemptFailed(TaskEvent):
 class TaskSucceeded(TaskEvent):
     TYPE: ClassVar[str] = "task.succeeded"
     type: Literal["task.succeeded"] = "task.succeeded"
-    duration_ms: float = Field(ge=0)
+    duration_ms: float = Field(ge=0)  # the whole task, every attempt and backoff included
+    # Optional: the last (successful) attempt alone.
+    attempt_duration_ms: float | None = Field(default=None, ge=0)
 
 
 class ResourceNeed(WireModel):

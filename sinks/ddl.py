@@ -97,7 +97,8 @@ _REJECTED = (
     "AND JSONExtractString(payload, 'fallback_reason') = 'rejected'))"
 )
 ROLLUP_VIEW_DDL = f"""
-    CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.events_per_minute_mv TO {{db}}.events_per_minute AS
+    CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.events_per_minute_mv
+    TO {{db}}.events_per_minute AS
     SELECT
         toStartOfMinute(occurred_at) AS minute,
         if(type = 'call.completed', 'call', 'task') AS kind,

@@ -145,20 +145,26 @@ def top_fingerprints(
 def task_history(
     client: Client, task_id: str, *, database: str = "errorflow"
 ) -> list[dict[str, Any]]:
-    """Every event and command of one task, in order."""
+    """Every event and command of one task, ordered by event time, then by where it was
+    read (topic, partition, offset: a task's events share a partition, so its order)."""
     sql = f"""
         SELECT occurred_at, type, attempt, category, error_type, fingerprint, message, rule,
-               service, outcome, duration_ms, '' AS command_id, '' AS reason, event_id
-        FROM {database}.events WHERE _error = '' AND task_id = {{task_id:String}}
-        UNION ALL
-        SELECT occurred_at, type, attempt, '', '', '', notification, '', '', '', 0,
-               command_id, reason, event_id
-        FROM {database}.commands WHERE _error = '' AND task_id = {{task_id:String}}
-        UNION ALL
-        SELECT occurred_at, type, attempts, category, '', fingerprint, '', '', '', '', 0, '',
-               '', event_id
-        FROM {database}.dead_letters WHERE _error = '' AND task_id = {{task_id:String}}
-        ORDER BY occurred_at, event_id
+               service, outcome, duration_ms, command_id, reason, event_id
+        FROM (
+            SELECT occurred_at, type, attempt, category, error_type, fingerprint, message,
+                   rule, service, outcome, duration_ms, '' AS command_id, '' AS reason,
+                   event_id, _topic, _offset
+            FROM {database}.events WHERE _error = '' AND task_id = {{task_id:String}}
+            UNION ALL
+            SELECT occurred_at, type, attempt, '', '', '', notification, '', '', '', 0,
+                   command_id, reason, event_id, _topic, _offset
+            FROM {database}.commands WHERE _error = '' AND task_id = {{task_id:String}}
+            UNION ALL
+            SELECT occurred_at, type, attempts, category, '', fingerprint, '', '', '', '', 0,
+                   '', '', event_id, _topic, _offset
+            FROM {database}.dead_letters WHERE _error = '' AND task_id = {{task_id:String}}
+        )
+        ORDER BY occurred_at, _topic, _offset
     """  # noqa: S608
     return _rows(client, sql, {"task_id": task_id})
 

@@ -55,14 +55,16 @@ class WorkerApp:
         while not stop.is_set():
             await asyncio.sleep(every_s)
             log.info(
-                "errorflow.worker.progress consumed=%d poisoned=%d engines=%d %s "
-                "breaker_states=%d recovery_outputs=%d",
+                "errorflow.worker.progress consumed=%d poisoned=%d engines=%d %s late=%d "
+                "breaker_states=%d recovery_outputs=%d aborts=%d",
                 self.ingest.consumed,
                 self.ingest.poisoned,
                 len(self.detection.engines),
                 self.detection.counters,
+                self.detection.late_dropped(),
                 self.breakers.emitted,
                 self.recovery.emitted,
+                sum(stage.aborts for stage in self.stages),
             )
 
     async def ensure_topics(self) -> None:

@@ -45,6 +45,10 @@ class DetectionStage(EngineStage[ErrorAnalytics]):
         windows = NewTopic(self.settings.topic("windows"), self.settings.internal_partitions, 1)
         return [*super().internal_topics(), windows]
 
+    def late_dropped(self) -> int:
+        """Counts that arrived after their windows closed (they are in ClickHouse only)."""
+        return sum(e.tumbling.late_dropped for e in self.engines.values())
+
     def new_engine(self, tp: TopicPartition) -> ErrorAnalytics:
         engine = ErrorAnalytics(self.settings.analytics())
         if self._thresholds is not None:

@@ -33,6 +33,7 @@ from streams.settings import WorkerSettings
 __all__ = ["IngestStage", "Intake"]
 
 log = logging.getLogger("errorflow.worker.ingest")
+_FRESH_MS = 2000  # a fetch answered within this long vouches for "at the end"
 
 
 @dataclass(slots=True)
@@ -126,9 +127,16 @@ class IngestStage(EngineStage[Intake]):
         if intake.newest_ms:
             return encode_mark(source, intake.newest_ms)
         consumer = self._consumer
-        end = consumer.last_stable_offset(intake.tp) if consumer is not None else None
-        if end is None or self._next.get(intake.tp, 0) < end:
-            intake.quiet_since_ms = None  # records wait to be read: not idle
+        end = polled = None
+        if consumer is not None:
+            end = consumer.last_stable_offset(intake.tp)
+            polled = consumer.last_poll_timestamp(intake.tp)
+        # Only a fresh answer from the broker says "nothing more": an end offset learnt
+        # before an outage is stale (records produced since are invisible), so the
+        # partition counts as quiet only from its next fetch after the outage on.
+        fresh = polled is not None and now_ms - polled <= _FRESH_MS
+        if end is None or not fresh or self._next.get(intake.tp, 0) < end:
+            intake.quiet_since_ms = None
             return None
         if intake.quiet_since_ms is None:
             intake.quiet_since_ms = now_ms
