@@ -60,14 +60,44 @@ class CommandListener:
             "breaker_updates": 0,
         }
         self._tasks: list[asyncio.Task[None]] = []
+        self._joined: set[str] = set()
+
+    def routes(self) -> list[tuple[str, str, str]]:
+        """(consumer group, topic, what it serves) for every command this runner can act
+        on: one group per template it has an executor for, one per operation kind it has
+        a compensator for. Runners join only the groups of what they can run, so a
+        command always reaches a runner able to handle it (in the group of its template
+        or kind, exactly one member takes it); a runner never takes and drops another
+        template's retry. Executors registered by operation type alone are used for the
+        templates this runner serves, and join no group of their own. Commands that no
+        runner takes are dead-lettered by the stream worker after
+        ``ERRORFLOW_WORKER_COMMAND_MAX_WAIT_S`` (never lost)."""
+        base = self.handler.config.command_group
+        templates = sorted({t for t, _ in self.handler.executors if t is not None})
+        kinds = sorted(self.handler.compensators)
+        return [
+            *((f"{base}.retry.{t}", RECOVERY_COMMANDS.name, t) for t in templates),
+            *((f"{base}.compensate.{k}", COMPENSATION_COMMANDS.name, k) for k in kinds),
+        ]
 
     async def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(
-                self._forever(self._breaker_states), name="errorflow-breaker-state"
-            ),
-            asyncio.create_task(self._forever(self._commands), name="errorflow-commands"),
+            asyncio.create_task(self._forever(self._breaker_states), name="errorflow-breaker-state")
         ]
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Join the groups of routes not joined yet (an executor registered after start)."""
+        for route in self.routes():
+            if route[0] in self._joined:
+                continue
+            self._joined.add(route[0])
+            self._tasks.append(
+                asyncio.create_task(
+                    self._forever(lambda r=route: self._commands(*r)),
+                    name=f"errorflow-commands-{route[0]}",
+                )
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -76,6 +106,7 @@ class CommandListener:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._joined.clear()
 
     async def _forever(self, loop: Any) -> None:
         delay = 0.5
@@ -168,9 +199,9 @@ class CommandListener:
 
     # -- commands ----------------------------------------------------------------------
 
-    async def _commands(self) -> None:
+    async def _commands(self, group: str, topic: str, serves: str) -> None:
         consumer = self._consumer(
-            group_id=self.handler.config.command_group,
+            group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # The streams send commands in transactions: never act on an aborted one.
@@ -178,12 +209,12 @@ class CommandListener:
         )
         await consumer.start()
         try:
-            consumer.subscribe([RECOVERY_COMMANDS.name, COMPENSATION_COMMANDS.name])
+            consumer.subscribe([topic])
             while True:
                 batch = await consumer.getmany(timeout_ms=200, max_records=50)
                 for tp, records in batch.items():
                     for record in records:
-                        await self._handle(record.value)
+                        await self._handle(record.value, serves)
                         await consumer.commit({tp: record.offset + 1})
         finally:
             await consumer.stop()
@@ -198,10 +229,15 @@ class CommandListener:
             log.warning("errorflow.commands.undecodable", extra={"reason": exc.reason})
             return None
 
-    async def _handle(self, raw: bytes | None) -> None:
+    async def _handle(self, raw: bytes | None, serves: str | None = None) -> None:
+        """Act on one command of this route (``serves``: its template or operation kind;
+        another route's commands are that group's business)."""
         command = self._decode(raw)
         if not isinstance(command, RetryTask | CompensateOperation):
             return  # queued / dead-lettered / fail-fast are for dashboards, not runners
+        mine = command.template_id if isinstance(command, RetryTask) else command.operation_kind
+        if serves is not None and mine != serves:
+            return
         if command.command_id in self.ledger:
             self.counters["duplicates"] += 1
             return

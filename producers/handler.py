@@ -117,6 +117,7 @@ class ErrorHandler(RunnerRegistry):
 
             listener = CommandListener(self)
             await listener.start()
+            self.on_registered = listener.refresh  # executors registered later join too
             self._background.append(listener)
         if self.config.heartbeat_interval_s:
             from producers.heartbeat import HeartbeatEmitter
@@ -127,6 +128,7 @@ class ErrorHandler(RunnerRegistry):
         return self
 
     async def close(self, timeout_s: float = 10.0) -> None:
+        self.on_registered = None
         for component in reversed(self._background):
             await component.stop()
         self._background.clear()

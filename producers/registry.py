@@ -16,6 +16,8 @@ class RunnerRegistry:
     def __init__(self) -> None:
         self.executors: dict[tuple[str | None, str | None], Executor] = {}
         self.compensators: dict[str, Executor] = {}
+        #: Called after each registration (the command listener joins the new route).
+        self.on_registered: Callable[[], None] | None = None
 
     def register_executor(
         self, func: Executor, *, template_id: str | None = None, operation_type: str | None = None
@@ -24,6 +26,8 @@ class RunnerRegistry:
         if template_id is None and operation_type is None:
             raise ValueError("register an executor for a template_id, an operation_type or both")
         self.executors[(template_id, operation_type)] = func
+        if self.on_registered is not None:
+            self.on_registered()
         return func
 
     def executor(
@@ -45,6 +49,8 @@ class RunnerRegistry:
     def register_compensator(self, operation_kind: str, func: Executor) -> Executor:
         """The function that undoes ``operation_kind`` (receives the recorded data)."""
         self.compensators[operation_kind] = func
+        if self.on_registered is not None:
+            self.on_registered()
         return func
 
     def compensator(self, operation_kind: str) -> Callable[[Executor], Executor]:

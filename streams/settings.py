@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.settings import DEFAULT_BOOTSTRAP
@@ -83,6 +83,13 @@ class WorkerSettings(BaseSettings):
     recovery_retry_cap_s: float = Field(60, ge=0)
     recovery_max_park_s: float = Field(3600, gt=0)
     recovery_task_ttl_s: float = Field(86400, gt=0)
+    command_max_wait_s: float = Field(
+        600,
+        gt=0,
+        validation_alias=AliasChoices(
+            "ERRORFLOW_WORKER_COMMAND_MAX_WAIT_S", "ERRORFLOW_COMMAND_MAX_WAIT_S"
+        ),
+    )
     saga_max_tries: int = Field(3, ge=1)
     saga_backoff_s: float = Field(2, ge=0)
     no_compensation: list[str] = Field(default_factory=list)
@@ -144,6 +151,7 @@ class WorkerSettings(BaseSettings):
             saga_backoff_ms=int(self.saga_backoff_s * 1000),
             no_compensation=frozenset(self.no_compensation),
             task_ttl_ms=int(self.recovery_task_ttl_s * 1000),
+            command_max_wait_ms=int(self.command_max_wait_s * 1000),
         )
 
     def engine(self) -> EngineSettings:

@@ -73,6 +73,9 @@ class RecoveryConfig:
     saga_backoff_ms: int = 2_000
     no_compensation: frozenset[str] = frozenset()
     task_ttl_ms: int = 86_400_000
+    # A retry no runner has taken (no task.started of its attempt) this long after it
+    # was due is dead-lettered: no runner serves its template (never silently lost).
+    command_max_wait_ms: int = 600_000
 
 
 class RecoveryEngine(SagaSteps):
@@ -113,6 +116,10 @@ class RecoveryEngine(SagaSteps):
                 self._drop(task_id)  # done: nothing to recover or undo
             return
         record = self._record(task_id, template_id, data["operation_type"], data["attempt"], at_ms)
+        claim = record.pending
+        if claim is not None and claim["kind"] == "claim" and data["attempt"] >= claim["attempt"]:
+            record.pending = None  # a runner took the retry
+            self._dirty.add(task_id)
         if type_ == "task.started":
             if data.get("task_data") is not None:
                 record.task_data = bounded_task_data(data["task_data"], task_id)
@@ -172,6 +179,14 @@ class RecoveryEngine(SagaSteps):
                 self._dirty.add(record.task_id)
                 if pending["kind"] == "retry":
                     self._due_retry(record, pending, now_ms)
+                elif pending["kind"] == "claim":
+                    waited = (now_ms - pending["since_ms"]) // 1000
+                    reason = (
+                        f"no runner took the retry of {record.template_id} (attempt "
+                        f"{pending['attempt']}) in {waited}s: no runner serves this template"
+                    )
+                    decision = Decision("dead_letter", reason)
+                    self._final(record, pending["cause"], pending["category"], decision, now_ms)
                 else:
                     waited = (now_ms - pending["since_ms"]) // 1000
                     decision = Decision(
@@ -323,6 +338,14 @@ class RecoveryEngine(SagaSteps):
 
     def _emit_retry(self, record: TaskRecord, **fields: Any) -> None:
         self._out.append(retry_event(record, source=self.source, **fields))
+        record.pending = {
+            "kind": "claim",
+            "cause": fields["cause"],
+            "attempt": fields["attempt"],
+            "category": fields["category"],
+            "since_ms": fields["now_ms"],
+            "due_ms": fields["not_before_ms"] + self.config.command_max_wait_ms,
+        }
 
     # -- helpers -------------------------------------------------------------------------
 

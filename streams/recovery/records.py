@@ -56,7 +56,9 @@ class TaskRecord:
     last_ms: int = 0
     retried: bool = False
     # A timer: {"kind": "retry", due_ms, cause, attempt, reason} or
-    # {"kind": "park", since_ms, due_ms (deadline), cause, resource_kind, amount}.
+    # {"kind": "park", since_ms, due_ms (deadline), cause, resource_kind, amount} or
+    # {"kind": "claim", since_ms, due_ms, cause, attempt, category}: a retry sent, not yet
+    # taken by a runner (dead-lettered at due_ms).
     pending: dict[str, Any] | None = None
     saga: dict[str, Any] | None = None
 

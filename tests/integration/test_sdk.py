@@ -248,3 +248,50 @@ async def test_retry_command_reruns_the_task_through_its_executor(
         ("task.started", 4),
         ("task.succeeded", 4),
     ]
+
+
+async def test_retry_commands_reach_only_the_runner_that_can_run_them(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Twenty recovery.retry commands for video-gen, two runners in one command group:
+    the one without a video-gen executor takes none; the other runs each exactly once."""
+    template = f"video-gen-{time.time_ns()}"
+    group = f"it-route-{time.time_ns()}"
+    ran: list[str] = []
+    other: list[str] = []
+    commands = [
+        s.RetryTask(
+            command_id=s.command_id(f"{template}-{i}"),
+            causation_id=f"{template}-{i}",
+            task_id=f"{template}-task-{i}",
+            template_id=template,
+            operation_type="video_generation",
+            attempt=2,
+            not_before=s.utc_now(),
+            task_data={"i": i},
+            reason="transient error: retry",
+        )
+        for i in range(20)
+    ]
+    incapable = _config(
+        kafka_bootstrap, tmp_path / "a", runner_id="a", consume_commands=True, command_group=group
+    )
+    capable = _config(
+        kafka_bootstrap, tmp_path / "b", runner_id="b", consume_commands=True, command_group=group
+    )
+    async with ErrorHandler(incapable) as a, ErrorHandler(capable) as b:
+        a.register_executor(lambda data: other.append(data["i"]), template_id="stable-diffusion")
+        b.register_executor(lambda data: ran.append(data["i"]), template_id=template)
+        for command in commands:
+            kcat_produce(
+                kafka_bootstrap,
+                "errorflow.recovery-commands",
+                command.task_id,
+                s.encode(command).decode(),
+            )
+        deadline = time.monotonic() + 30
+        while len(ran) < 20 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert b._background[0].counters["handled"] == 20  # type: ignore[attr-defined]
+    assert sorted(ran) == list(range(20))
+    assert other == []

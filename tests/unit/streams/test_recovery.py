@@ -266,3 +266,24 @@ def test_a_task_that_ends_between_checkpoints_writes_no_state() -> None:
     engine.apply(ok, NOW)
     changes = engine.changes()
     assert changes["t1"] is None
+
+
+def test_a_retry_no_runner_takes_is_dead_lettered_after_the_max_wait() -> None:
+    """A recovery.retry whose attempt never starts (no runner serves the template) is
+    dead-lettered with a reason after command_max_wait; one that starts is not."""
+    engine = _engine(command_max_wait_ms=30_000)
+    engine.apply(_failed(), NOW)
+    [retry] = engine.tick(NOW + 1_000)
+    assert isinstance(retry, s.RetryTask)
+    assert engine.tick(NOW + 30_000) == []  # still waiting for a runner
+    out = engine.tick(NOW + 31_000)
+    dead = [e for e in out if isinstance(e, s.DeadLetterTask)]
+    assert len(dead) == 1
+    assert "no runner took the retry" in dead[0].reason
+
+    taken = _engine(command_max_wait_ms=30_000)
+    taken.apply(_failed(), NOW)
+    taken.tick(NOW + 1_000)
+    started = s.TaskStarted(source=SOURCE, occurred_at=_at(2_000), **TASK, attempt=2)
+    taken.apply(started, NOW + 2_000)
+    assert taken.tick(NOW + 60_000) == []
