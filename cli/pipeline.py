@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import dataclasses
 import io
 import json
 import os
@@ -26,15 +25,22 @@ def _serve_file(settings: DeploySettings) -> Path:
     return settings.data_dir / "serve.json"
 
 
-async def _run_sink(settings: DeploySettings, port: int | None) -> None:
+async def _run_sink(settings: DeploySettings, port: int | None, host: str | None = None) -> None:
     import uvicorn
 
     from api import create_app
+    from api.security import ApiSettings
     from sinks import AsyncClickHouse, ClickHouseSettings, connect
+    from sinks.clickhouse import connect_query_client
     from sinks.service import ClickHouseSink
 
     ch_settings = ClickHouseSettings()
+    api_settings = ApiSettings()
+    host = host or api_settings.host
     clickhouse = AsyncClickHouse(connect(ch_settings))
+    # User SQL gets a session and a thread of its own: it can neither change the
+    # sink's session (a SET) nor hold the sink's thread.
+    user_clickhouse = AsyncClickHouse(connect_query_client(ch_settings))
     sink = ClickHouseSink(
         bootstrap_servers=settings.bootstrap_servers,
         clickhouse=clickhouse,
@@ -51,20 +57,22 @@ async def _run_sink(settings: DeploySettings, port: int | None) -> None:
             clickhouse,
             bootstrap_servers=settings.bootstrap_servers,
             database=ch_settings.clickhouse_database,
-            health=lambda: {"sink": dataclasses.asdict(sink.stats)},
+            health=lambda: {"sink": sink.state()},
+            query_clickhouse=user_clickhouse,
+            settings=api_settings,
         )
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
         # This process's signal handlers stop the sink and the server together; uvicorn
         # must not install its own (it would re-raise SIGTERM before the sink flushed).
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         tasks.append(asyncio.create_task(server.serve()))
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"pid": os.getpid(), "url": f"http://127.0.0.1:{port}"}))
+        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        marker.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{local}:{port}"}))
         print(
-            f"errorflow serve: API on http://127.0.0.1:{port}, sink consuming from "
-            f"{settings.bootstrap_servers}",
+            f"errorflow serve: API on http://{host}:{port}, sink consuming from "
+            f"{settings.bootstrap_servers}"
+            + ("" if api_settings.token else " (no ERRORFLOW_API_TOKEN: mutations refused)"),
             flush=True,
         )
     else:
@@ -78,6 +86,7 @@ async def _run_sink(settings: DeploySettings, port: int | None) -> None:
         if port is not None:
             marker.unlink(missing_ok=True)
         clickhouse.close()
+        user_clickhouse.close()
 
 
 def _sink(args: argparse.Namespace, settings: DeploySettings) -> int:
@@ -86,7 +95,7 @@ def _sink(args: argparse.Namespace, settings: DeploySettings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: DeploySettings) -> int:
-    asyncio.run(_run_sink(settings, args.port))
+    asyncio.run(_run_sink(settings, args.port, args.host))
     return 0
 
 
@@ -100,11 +109,12 @@ def _running_service(settings: DeploySettings) -> str | None:
 
 
 def _query_service(url: str, sql: str) -> tuple[list[str], list[list[Any]]]:
+    headers = {"Content-Type": "application/json"}
+    token = os.environ.get("ERRORFLOW_API_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(  # noqa: S310 - our own loopback service
-        f"{url}/api/v1/sql",
-        data=json.dumps({"sql": sql}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+        f"{url}/api/v1/sql", data=json.dumps({"sql": sql}).encode(), headers=headers, method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
@@ -115,14 +125,21 @@ def _query_service(url: str, sql: str) -> tuple[list[str], list[list[Any]]]:
 
 
 def _query_direct(sql: str) -> tuple[list[str], list[list[Any]]]:
-    from sinks import ClickHouseSettings, ClickHouseUnavailable, connect
+    from sinks import ClickHouseSettings, ClickHouseUnavailable
+    from sinks.clickhouse import connect_query_client
+    from sinks.guard import LIMITS, SqlRefused, check_sql
 
+    settings = ClickHouseSettings()
     try:
-        client = connect(ClickHouseSettings())
+        client = connect_query_client(settings)
     except (ClickHouseUnavailable, ValueError) as exc:
         raise SystemExit(f"errorflow sql: {exc}") from None
     try:
-        result = client.query(sql, settings={"readonly": 2})
+        tree = client.query(f"EXPLAIN AST {sql}")  # parses only, runs nothing
+        check_sql([row[0] for row in tree.result_rows], settings.clickhouse_database)
+        result = client.query(sql, settings=LIMITS)
+    except SqlRefused as exc:
+        raise SystemExit(f"errorflow sql: query refused: {exc.reason}") from None
     except Exception as exc:  # noqa: BLE001 - the user's SQL error, shown plainly
         raise SystemExit(f"errorflow sql: {str(exc).splitlines()[0]}") from None
     return list(result.column_names), [list(r) for r in result.result_rows]
@@ -162,6 +179,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     serve = sub.add_parser("serve", help="the sink plus the HTTP API, in one process")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host", default=None, help="address to bind (ERRORFLOW_API_HOST, default 127.0.0.1)"
+    )
     serve.set_defaults(run=_serve)
 
     sql = sub.add_parser("sql", help="run read-only SQL against errorflow's ClickHouse")

@@ -23,7 +23,7 @@ from sinks.migrations import MIGRATIONS, Migration
 from sinks.settings import ClickHouseSettings
 from sinks.tables import TABLES
 
-__all__ = ["AsyncClickHouse", "apply_migrations", "connect"]
+__all__ = ["AsyncClickHouse", "apply_migrations", "connect", "connect_query_client"]
 
 T = TypeVar("T")
 
@@ -72,6 +72,23 @@ def connect(settings: ClickHouseSettings | None = None, *, migrate: bool = True)
         apply_migrations(client, settings.clickhouse_database)
         apply_retention(client, settings.clickhouse_database, settings.errorflow_retention_days)
     return client
+
+
+def connect_query_client(settings: ClickHouseSettings | None = None) -> Client:
+    """A connection for user SQL, separate from the sink's (its own chDB session or
+    server session), whose default database is errorflow's: no statement through it can
+    change what the sink's session does, and ``SELECT count() FROM events`` works."""
+    settings = settings or ClickHouseSettings()
+    database = settings.clickhouse_database
+    if settings.clickhouse_url is None:
+        _connect_chdb(settings)  # the shared one first: it owns the path and the schema
+        return clickhouse_connect.get_client(dsn=f"chdb://{settings.chdb_path}", database=database)
+    try:
+        return clickhouse_connect.get_client(
+            dsn=settings.clickhouse_url.get_secret_value(), database=database
+        )
+    except Exception as exc:
+        raise ClickHouseUnavailable(f"cannot reach the ClickHouse server: {exc}") from exc
 
 
 def apply_retention(client: Client, database: str, days: dict[str, int]) -> None:

@@ -362,3 +362,43 @@ def resource_errors_by_template(
         GROUP BY template_id
     """  # noqa: S608
     return _rows(client, sql, window)
+
+
+def workers_seen(
+    client: Client, *, database: str = "errorflow", within_s: int = 300
+) -> list[dict[str, Any]]:
+    """Workers that sent a heartbeat lately, with when and how often they say they beat."""
+    sql = f"""
+        SELECT worker_id, max(occurred_at) AS last_heartbeat, argMax(interval_s, occurred_at)
+               AS interval_s
+        FROM {database}.heartbeats
+        WHERE _error = '' AND type = 'worker.heartbeat'
+          AND occurred_at >= now64(3) - toIntervalSecond({{within:UInt32}})
+        GROUP BY worker_id ORDER BY worker_id
+    """  # noqa: S608
+    return _rows(client, sql, {"within": within_s})
+
+
+def service_known(client: Client, service: str, *, database: str = "errorflow") -> bool:
+    """Whether errorflow has seen ``service``: a fleet breaker state or a call to it."""
+    sql = f"""
+        SELECT 1 FROM {database}.breaker_states WHERE service = {{service:String}} LIMIT 1
+        UNION ALL
+        SELECT 1 FROM {database}.events
+        WHERE type = 'call.completed' AND service = {{service:String}} LIMIT 1
+    """  # noqa: S608
+    return bool(client.query(sql, parameters={"service": service}).result_rows)
+
+
+def latest_thresholds(client: Client, *, database: str = "errorflow") -> dict[str, Any] | None:
+    """The alert thresholds last set on the control topic, if any."""
+    sql = f"""
+        SELECT error_rate, specific_error_count, recovery_failure_rate FROM {database}.control
+        WHERE _error = '' AND type = 'alerts.thresholds'
+        ORDER BY occurred_at DESC, _offset DESC LIMIT 1
+    """  # noqa: S608
+    rows = client.query(sql).result_rows
+    if not rows:
+        return None
+    rate, count, recovery = rows[0]
+    return {"error_rate": rate, "specific_error_count": count, "recovery_failure_rate": recovery}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -145,6 +146,21 @@ class ClickHouseSink:
         self._lock = asyncio.Lock()
         self._in_flight: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._last_committed: dict[TopicPartition, int] = {}
+
+    def state(self) -> dict[str, Any]:
+        """What /health and /metrics report: the counters, the lag (records in Kafka not
+        yet stored), how long ago the last flush committed, and the last failure."""
+        out: dict[str, Any] = dataclasses.asdict(self.stats)
+        lag = 0
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                lag += max(0, high - (self._last_committed.get(tp) or 0))
+        out["lag"] = lag
+        last = self.stats.last_flush_at
+        out["last_flush_age_s"] = None if last is None else round(time.time() - last, 3)
+        return out
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set; flushes what is buffered before returning."""
@@ -225,6 +241,7 @@ class ClickHouseSink:
         if commits:
             try:
                 await self._consumer.commit(commits)
+                self._last_committed.update(commits)
             except Exception as exc:  # noqa: BLE001 - e.g. mid-rebalance: replay is deduped
                 self.stats.commit_failures += 1
                 self.stats.last_error = f"commit: {type(exc).__name__}: {exc}"[:500]

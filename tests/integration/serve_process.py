@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+TOKEN = "it-token-0123456789abcdef"  # noqa: S105 - a test token
+
+
 class ServeProcess(ChildProcess):
-    def __init__(self, bootstrap: str, data_dir: Path, *, group_id: str) -> None:
+    def __init__(
+        self, bootstrap: str, data_dir: Path, *, group_id: str, env: dict[str, str] | None = None
+    ) -> None:
         self.bootstrap = bootstrap
         self.data_dir = data_dir
         self.group_id = group_id
         self.port = free_port()
+        self.extra_env = env or {}
 
     @property
     def url(self) -> str:
@@ -36,7 +43,9 @@ class ServeProcess(ChildProcess):
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "ERRORFLOW_DATA_DIR": str(self.data_dir),
             "ERRORFLOW_SINK_GROUP_ID": self.group_id,
+            "ERRORFLOW_API_TOKEN": TOKEN,
             "PYTHONPATH": str(ROOT),
+            **self.extra_env,
         }
         env.pop("CLICKHOUSE_URL", None)
         self.spawn(["serve", "--port", str(self.port)], env, self.data_dir / "serve.log")
@@ -45,25 +54,54 @@ class ServeProcess(ChildProcess):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited: {(self.data_dir / 'serve.log').read_text()}")
             try:
-                self.get("/api/v1/errors/health")
+                self.request("GET", "/api/v1/errors/health")
                 return self
             except OSError:
                 time.sleep(0.3)
         raise TimeoutError("serve did not answer")
 
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = TOKEN,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> tuple[int, Any]:
+        """(status, parsed JSON body) of one request; errors are returned, not raised
+        (a connection failure still raises OSError)."""
+        sent = {"Content-Type": "application/json"} if body is not None else {}
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        sent.update(headers or {})
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        request = urllib.request.Request(  # noqa: S310
+            self.url + path, data=data, headers=sent, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                text = response.read()
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            text, status = exc.read(), exc.code
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text.decode(errors="replace")
+
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=30) as response:  # noqa: S310
-            return json.loads(response.read())
+        status, body = self.request("GET", path)
+        if status >= 400 and not path.startswith("/api/v1/errors/health"):
+            raise AssertionError(f"GET {path}: {status} {body}")
+        return body
 
     def sql(self, query: str) -> list[list[Any]]:
-        request = urllib.request.Request(  # noqa: S310
-            self.url + "/api/v1/sql",
-            data=json.dumps({"sql": query}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            rows: list[list[Any]] = json.loads(response.read())["rows"]
+        status, body = self.request("POST", "/api/v1/sql", {"sql": query})
+        if status != 200:
+            raise AssertionError(f"SQL {query!r}: {status} {body}")
+        rows: list[list[Any]] = body["rows"]
         return rows
 
     def wait_for(self, query: str, expected: Any, timeout_s: float = 120.0) -> Any:
