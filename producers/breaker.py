@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from producers.clock import Clock, SystemClock
+from schemas.vocabulary import BreakerStateName
 
 __all__ = ["BreakerConfig", "CircuitBreaker", "CircuitBreakerRegistry", "State"]
 
-State = Literal["closed", "open", "half_open"]
+State = BreakerStateName
 _STRICTNESS: dict[State, int] = {"closed": 0, "half_open": 1, "open": 2}
 
 

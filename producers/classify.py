@@ -27,6 +27,7 @@ from producers.rules import (
     compile_pattern,
     default_severity,
 )
+from schemas.vocabulary import SEVERITIES
 
 __all__ = [
     "CATEGORIES",
@@ -207,7 +208,7 @@ class Classifier:
 
 def _severity(exc: BaseException, category: Category) -> Severity:
     own = getattr(exc, "errorflow_severity", None)
-    if own in ("low", "medium", "high", "critical"):
+    if own in SEVERITIES:
         return cast(Severity, own)
     return default_severity(category)
 

@@ -169,8 +169,8 @@ class CommandListener:
                 return
             self.counters["breaker_updates"] += 1
             # Optional fields of breaker.state (streams/breakers/records.py: breaker_event).
-            probers = getattr(event, "probe_workers", None) or []
-            budget = getattr(event, "retry_budget", None) or {}
+            probers = event.probe_workers or []
+            budget = event.retry_budget or {}
             source = self.handler.source
             breaker = self.handler.circuit_breakers.get(event.service)
             may_probe = not probers or (source.worker_id or source.runner_id) in probers
@@ -181,7 +181,7 @@ class CommandListener:
             # for twice the timeout since it named them (a live stream names new probers
             # after one timeout without a probe — these may be long gone).
             timeout = 2 * float(
-                getattr(event, "recovery_timeout_s", None) or breaker.config.recovery_timeout
+                event.recovery_timeout_s or breaker.config.recovery_timeout
             )
             now = datetime.now(UTC)
             lease = None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.vocabulary import Category
 
 __all__ = ["SDKConfig"]
 
@@ -34,7 +35,7 @@ class SDKConfig(BaseSettings):
     backoff_cap_s: float = Field(30.0, ge=0)
     backoff_enabled: bool = True
     task_deadline_s: float | None = Field(None, gt=0)
-    default_category: Literal["transient", "resource", "validation", "permanent"] = "transient"
+    default_category: Category = "transient"
     rules_file: Path | None = None
 
     # Local retry budget: retries may not exceed this share of recent successes plus a

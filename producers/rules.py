@@ -6,7 +6,9 @@ import errno as errno_codes
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
+
+from schemas.vocabulary import CATEGORIES, Category, Severity
 
 __all__ = [
     "BUILTIN_RULES",
@@ -19,9 +21,7 @@ __all__ = [
     "default_severity",
 ]
 
-Category = Literal["transient", "resource", "validation", "permanent"]
-Severity = Literal["low", "medium", "high", "critical"]
-CATEGORIES: tuple[Category, ...] = ("transient", "resource", "validation", "permanent")
+
 DEFAULT_SEVERITY: dict[Category, Severity] = {
     "transient": "medium",
     "resource": "high",

@@ -45,6 +45,7 @@ class _Alert(Envelope):
     value: float
     threshold: float
     summary: str
+    recommendation: str | None = None  # optional: what to do about it
 
 
 class AlertFiring(_Alert):

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from schemas.envelope import Envelope
 from schemas.timestamps import UtcDateTime
+from schemas.vocabulary import Category
 
 __all__ = [
     "Command",
@@ -50,6 +51,10 @@ class RetryTask(Command):
     not_before: UtcDateTime
     task_data: dict[str, Any] | None = None
     reason: str
+    # Optional: the error category that led here, and — for a DLQ replay — who replayed
+    # which dead letter in which run ({"run_id", "by", "dead_letter_event_id"}).
+    category: Category | None = None
+    replay: dict[str, Any] | None = None
 
 
 class QueueTask(Command):
@@ -58,6 +63,8 @@ class QueueTask(Command):
     task_id: str
     reason: str
     resource_kind: str
+    category: Category | None = None  # optional: the error category that led here
+    template_id: str | None = None
 
 
 class DeadLetterTask(Command):
@@ -65,6 +72,8 @@ class DeadLetterTask(Command):
     type: Literal["recovery.dead_lettered"] = "recovery.dead_lettered"
     task_id: str
     reason: str
+    category: Category | None = None  # optional: the error category that led here
+    template_id: str | None = None
 
 
 class FailTaskFast(Command):
@@ -73,6 +82,8 @@ class FailTaskFast(Command):
     task_id: str
     reason: str
     notification: str
+    category: Category | None = None  # optional: the error category that led here
+    template_id: str | None = None
 
 
 class CompensateOperation(Command):

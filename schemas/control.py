@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from schemas.envelope import Envelope
 from schemas.timestamps import UtcDateTime
+from schemas.vocabulary import BreakerStateName
 
 __all__ = ["BreakerStateChanged", "ConfigureBreaker", "ResetBreaker", "SetAlertThresholds"]
-
-BreakerStateName = Literal["closed", "open", "half_open"]
 
 
 class BreakerStateChanged(Envelope):
@@ -25,6 +24,12 @@ class BreakerStateChanged(Envelope):
     failure_rate: float | None = None
     calls: int = Field(ge=0)
     workers_failing: int | None = None
+    # Optional, for SDKs: the template retry budgets touching this service
+    # ({"exhausted": bool, ...}), the workers allowed to probe a HALF_OPEN, and how long an
+    # OPEN holds without news (a lease: twice this).
+    retry_budget: dict[str, Any] | None = None
+    probe_workers: list[str] | None = None
+    recovery_timeout_s: float | None = Field(default=None, gt=0)
 
 
 class ResetBreaker(Envelope):

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from schemas.envelope import Envelope, WireModel
 from schemas.failure import ErrorInfo
+from schemas.vocabulary import CallOutcome, HealingStatus
 
 __all__ = [
     "CallCompleted",
@@ -27,8 +28,6 @@ __all__ = [
     "TaskSucceeded",
     "WorkerHeartbeat",
 ]
-
-CallOutcome = Literal["success", "failure", "timeout", "rejected", "fallback"]
 
 
 class TaskEvent(Envelope):
@@ -102,6 +101,7 @@ class CompensationFailed(Envelope):
     operation_id: str
     command_id: str
     error: ErrorInfo | None = None
+    reason: str | None = None  # optional: why, when there is no error (no compensator)
 
 
 class CallCompleted(Envelope):
@@ -165,5 +165,5 @@ class HealingResult(Envelope):
     command_id: str
     worker_id: str
     action: str
-    status: Literal["done", "failed", "skipped"]
+    status: HealingStatus
     details: dict[str, Any] | None = None

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from schemas.envelope import WireModel
+from schemas.vocabulary import Category, Severity
 
 __all__ = ["MAX_MESSAGE_CHARS", "MAX_STACK_CHARS", "Category", "ErrorInfo", "Severity"]
 
-Category = Literal["transient", "resource", "validation", "permanent"]
-Severity = Literal["low", "medium", "high", "critical"]
 
 # Sizes the SDK truncates to, so one exploding traceback cannot bloat every consumer.
 MAX_MESSAGE_CHARS = 2_000

@@ -8,12 +8,11 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from schemas.vocabulary import CATEGORIES
 from sinks import queries
 from sinks.recommendations import recommend
 
 __all__ = ["analysis", "error_analysis"]
-
-CATEGORIES = ("transient", "resource", "validation", "permanent")
 
 
 def analysis(

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
+
+from schemas.vocabulary import BreakerStateName
 
 __all__ = ["FleetBreaker", "FleetBreakerConfig", "Transition"]
 
-State = Literal["closed", "open", "half_open"]
+State = BreakerStateName
 
 
 @dataclass(frozen=True, slots=True)

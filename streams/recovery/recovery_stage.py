@@ -104,7 +104,7 @@ class RecoveryStage(EngineStage[RecoveryEngine]):
             if event.state == "closed":
                 self.open_until.pop(event.service, None)
             else:
-                timeout = getattr(event, "recovery_timeout_s", None) or 60.0
+                timeout = event.recovery_timeout_s or 60.0
                 said = epoch_ms(event.occurred_at)
                 self.open_until[event.service] = said + int(2000 * float(timeout))
 
