@@ -52,6 +52,30 @@ def _worker(args: argparse.Namespace, settings: DeploySettings) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace, settings: DeploySettings) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = f"{args.url.rstrip('/')}/{'metrics' if args.metrics else 'state'}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - operator's URL
+            body = response.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        raise SystemExit(
+            f"errorflow inspect: no worker answers at {url} ({exc}); is `errorflow worker` "
+            "running with ERRORFLOW_WORKER_METRICS_PORT?"
+        ) from None
+    print(body if args.metrics else json.dumps(json.loads(body), indent=2))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser("worker", help="windowed error rates, anomalies and alerts")
     worker.set_defaults(run=_worker)
+    inspect = sub.add_parser(
+        "inspect", help="a running worker's live state: breakers, waiting tasks, open windows"
+    )
+    inspect.add_argument("--url", default="http://127.0.0.1:9464")
+    inspect.add_argument("--metrics", action="store_true", help="the Prometheus metrics instead")
+    inspect.set_defaults(run=_inspect)

@@ -180,9 +180,7 @@ class CommandListener:
             # stream's half-open timer, once as grace); a HALF_OPEN naming other probers
             # for twice the timeout since it named them (a live stream names new probers
             # after one timeout without a probe — these may be long gone).
-            timeout = 2 * float(
-                event.recovery_timeout_s or breaker.config.recovery_timeout
-            )
+            timeout = 2 * float(event.recovery_timeout_s or breaker.config.recovery_timeout)
             now = datetime.now(UTC)
             lease = None
             if event.state == "open":

@@ -46,10 +46,20 @@ class WorkerApp:
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_topics()
         report = asyncio.create_task(self._report(stop))
+        side = []
+        if self.settings.metrics_port:
+            from streams.observe import serve_observer
+
+            port = self.settings.metrics_port
+            side.append(
+                asyncio.create_task(serve_observer(self, self.settings.metrics_host, port, stop))
+            )
         try:
             await asyncio.gather(*(s.run(stop) for s in self.stages))
         finally:
             report.cancel()
+            for task in side:
+                task.cancel()
 
     async def _report(self, stop: asyncio.Event, every_s: float = 10.0) -> None:
         while not stop.is_set():

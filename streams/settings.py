@@ -53,6 +53,9 @@ class WorkerSettings(BaseSettings):
     # from now on (history is in ClickHouse); "earliest" replays the topics' retention.
     # Afterwards the committed offsets rule, so restarts lose nothing.
     start_from: Literal["latest", "earliest"] = "latest"
+    # Prometheus /metrics and live /state (streams/observe.py); port 0 turns it off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535)
     # How soon a killed worker's partitions move to the others (Kafka group session).
     session_timeout_ms: int = Field(6000, ge=1000)
 

@@ -160,3 +160,54 @@ async def test_window_counts_equal_ground_truth(
         for worker in workers:
             worker.stop()
     assert counts == expected
+
+
+async def test_a_running_worker_shows_its_metrics_and_live_state(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """/metrics is Prometheus text counting what was consumed; /state (and `errorflow
+    inspect`) shows the fleet breaker the calls opened."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.integration.process import ROOT
+    from tests.integration.serve_process import free_port
+
+    port = free_port()
+    app_id, service = f"it-observe-{uuid.uuid4().hex[:6]}", f"svc-{uuid.uuid4().hex[:6]}"
+    env = {"ERRORFLOW_WORKER_METRICS_PORT": str(port)}
+    worker = WorkerProcess(kafka_bootstrap, app_id, "w1", tmp_path, env).start()
+    try:
+        await worker.ready(("ingest", "breakers"))
+        await _traffic(kafka_bootstrap, service, [20])  # 20 failures: the breaker opens
+        deadline = time.monotonic() + 30
+        state: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/state") as r:  # noqa: S310
+                state = json.loads(r.read())
+            if state["breakers"].get(service, {}).get("state") == "open":  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.3)
+        assert state["breakers"][service]["state"] == "open"  # type: ignore[index]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:  # noqa: S310
+            metrics = r.read().decode()
+        consumed = next(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("errorflow_worker_consumed_total")
+        )
+        assert consumed >= 20
+        out = subprocess.run(
+            [sys.executable, "-m", "cli", "inspect", "--url", f"http://127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["breakers"][service]["state"] == "open"
+    finally:
+        worker.stop()

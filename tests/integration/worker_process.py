@@ -27,6 +27,7 @@ FAST = {  # 1-second windows so a test sees many of them
     "ERRORFLOW_WORKER_MIN_RATE_ATTEMPTS": "10",
     "ERRORFLOW_WORKER_IDLE_CLOSE_S": "4",
     "ERRORFLOW_WORKER_TICK_S": "0.2",
+    "ERRORFLOW_WORKER_METRICS_PORT": "0",  # tests that look at it pick a free port
 }
 
 
