@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 
 from producers.invoke import call_user_function
 from producers.ledger import CommandLedger
+from producers.logs import sdk_logger
 from producers.reporting import error_info
 from schemas import (
     BreakerStateChanged,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CommandListener"]
 
-log = logging.getLogger("errorflow.commands")
+log = sdk_logger("errorflow.commands")
 
 
 class CommandListener:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from producers.clock import Clock, SystemClock
 from producers.config import SDKConfig
 from producers.errors import CircuitOpenError
 from producers.invoke import call_user_function, takes_argument
+from producers.logs import sdk_logger
 from producers.publisher import KafkaPublisher, Publisher, PublisherConfig
 from producers.registry import RunnerRegistry
 from producers.reporting import CANCELLED, annotate, error_info, resource_need
@@ -46,7 +46,7 @@ from schemas import (
 
 __all__ = ["ErrorHandler"]
 
-log = logging.getLogger("errorflow.handler")
+log = sdk_logger("errorflow.handler")
 _MISSING: Any = object()
 _CO_COROUTINE = inspect.CO_COROUTINE
 

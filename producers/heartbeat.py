@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
 import time
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from producers.logs import sdk_logger
 from schemas import GpuStatus, ModelStatus, WorkerHeartbeat
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HeartbeatEmitter", "HeartbeatProbes"]
 
-log = logging.getLogger("errorflow.heartbeat")
+log = sdk_logger("errorflow.heartbeat")
 
 
 class HeartbeatProbes:

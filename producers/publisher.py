@@ -18,7 +18,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import logging
 import os
 from collections import deque
 from dataclasses import dataclass
@@ -29,13 +28,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidMessageError, MessageSizeTooLargeError, RecordTooLargeError
 
 from producers.limits import MAX_RECORD_BYTES, shrink
+from producers.logs import sdk_logger
 from producers.pending import PendingEvent, materialize
 from producers.spool import Spool, SpooledRecord, SpoolLocked
 from schemas import Envelope, encode, key_of, topic_of
 
 __all__ = ["KafkaPublisher", "Publisher", "PublisherConfig", "PublisherStats", "dead_letter_path"]
 
-log = logging.getLogger("errorflow.publisher")
+log = sdk_logger("errorflow.publisher")
 _REFUSED = (MessageSizeTooLargeError, RecordTooLargeError, InvalidMessageError)
 
 

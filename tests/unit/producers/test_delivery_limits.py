@@ -137,3 +137,32 @@ def test_a_fleet_reset_closes_the_local_breaker() -> None:
     listener = CommandListener(handler)
     listener._apply_breaker_state(s.encode(s.ResetBreaker(service="comfyui", source=SOURCE)))
     assert breaker.state == "closed"
+
+
+def test_log_lines_carry_their_details_and_do_not_flood() -> None:
+    """Extras are rendered into the line; after the burst, lines are held back and the
+    next window's first line says how many."""
+    import logging
+
+    from producers.logs import RateLimit
+
+    now = [0.0]
+    limit = RateLimit(burst=3, window_s=10, clock=lambda: now[0])
+    logger = logging.getLogger("errorflow.test-flood")
+    logger.addFilter(limit)
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger.addHandler(Keep())
+    logger.propagate = False
+    for _ in range(1000):
+        logger.warning("errorflow.publisher.delivery_failed", extra={"error": "timeout"})
+    assert lines == ["errorflow.publisher.delivery_failed error=timeout"] * 3
+    now[0] = 11.0
+    logger.warning("errorflow.publisher.delivery_failed", extra={"error": "timeout"})
+    assert lines[-1] == (
+        "errorflow.publisher.delivery_failed (held back 997 similar in 10s) error=timeout"
+    )
