@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml
 tools:
 	@command -v kcat >/dev/null || { $(SUDO) apt-get install -y -q kcat || \
 	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q kcat; }; }
+	@command -v chromium >/dev/null || { $(SUDO) apt-get install -y -q chromium || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }; }
 	$(BIN)/errorflow kafka fetch
 
 test: setup

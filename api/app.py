@@ -9,22 +9,35 @@ user SQL runs on a connection of its own under :mod:`sinks.guard`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
 import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path as PathLib
 from typing import Annotated, Any, Literal
 
 from aiokafka import AIOKafkaProducer
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import (
+    Depends,
+    FastAPI,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 import schemas as s
+from api.feed import Client, LiveFeed
 from api.security import ApiSettings, Guard
 from deploy.publish import send_event
 from schemas.topics import CONTROL
@@ -36,6 +49,7 @@ from sinks.guard import LIMITS, SqlRefused, check_sql
 
 __all__ = ["SqlRequest", "Thresholds", "create_app"]
 
+DASHBOARD = PathLib(__file__).with_name("static") / "dashboard.html"
 SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
 ServiceName = Annotated[
     str,
@@ -112,9 +126,12 @@ def create_app(
     ch = clickhouse
     user_ch = query_clickhouse or clickhouse
 
+    feed = LiveFeed(bootstrap_servers)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await feed.stop()
         if "p" in producer:
             await producer["p"].stop()
 
@@ -349,6 +366,57 @@ def create_app(
             "columns": list(result.column_names),
             "rows": [[_plain(v) for v in row] for row in result.result_rows],
         }
+
+    @app.get("/api/v1/errors/dead-letters", dependencies=read)
+    async def dead_letters(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+        """The newest dead letters (replay them with `errorflow dlq replay`)."""
+        return await ch.run(queries.dead_letters, ch.client, database=database, limit=limit)
+
+    @app.websocket("/api/v1/errors/ws")
+    async def live(
+        socket: WebSocket,
+        service: str | None = None,
+        template_id: str | None = None,
+        type: str | None = None,  # noqa: A002 - the query parameter's documented name
+        token: str | None = None,
+    ) -> None:
+        """Errors, anomalies, alerts, breaker transitions and healing actions, live:
+        ``?type=error,alert&service=comfyui&template_id=...``; a ``ping`` every 15 s
+        says how many items this client lost to its bounded queue."""
+        if settings.protect_reads:
+            given = token or socket.headers.get("authorization", "").partition(" ")[2]
+            expected = settings.token.get_secret_value() if settings.token else None
+            if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
+                await socket.close(code=1008, reason="token required")
+                return
+        await socket.accept()
+        kinds = frozenset(t for t in (type or "").split(",") if t)
+        client = Client(service=service, template_id=template_id, types=kinds)
+        await feed.join(client)
+        await socket.send_json(
+            {
+                "type": "ready",
+                "filters": {"service": service, "template_id": template_id, "types": sorted(kinds)},
+            }
+        )
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(client.ready.wait(), 15)
+                client.ready.clear()
+                if not client.queue:
+                    await socket.send_json({"type": "ping", "dropped": client.dropped})
+                while client.queue:
+                    await socket.send_json(client.queue.popleft())
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            feed.leave(client)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard() -> str:
+        """The dashboard (one page, assets inside the package, no CDN)."""
+        return DASHBOARD.read_text()
 
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=read)
     async def metrics() -> str:

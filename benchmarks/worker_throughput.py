@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     asyncio.run(produce_mix(args.kafka, args.events))
+    print(f"produced {args.events:,} events", flush=True)
     total = min(args.events, asyncio.run(records_on(args.kafka, TOPICS)))
     readers: dict[str, Callable[[], float]] = {
         "raw aiokafka consume loop (floor of the machine)": lambda: asyncio.run(
@@ -134,9 +135,10 @@ def main() -> None:
     }
     # Interleaved rounds, medians: this machine's speed drifts by ±30 % within minutes.
     rates: dict[str, list[float]] = {name: [] for name in readers}
-    for _ in range(args.rounds):
+    for round_ in range(args.rounds):
         for name, read in readers.items():
             rates[name].append(read())
+            print(f"round {round_ + 1}: {name}: {rates[name][-1]:,.0f}/s", flush=True)
     print("| reader | events/s (median) | min – max |")
     print("|---|---:|---:|")
     for name, values in rates.items():

@@ -402,3 +402,15 @@ def latest_thresholds(client: Client, *, database: str = "errorflow") -> dict[st
         return None
     rate, count, recovery = rows[0]
     return {"error_rate": rate, "specific_error_count": count, "recovery_failure_rate": recovery}
+
+
+def dead_letters(
+    client: Client, *, database: str = "errorflow", limit: int = 100
+) -> list[dict[str, Any]]:
+    """The newest dead letters: task, template, attempts, last error, when."""
+    sql = f"""
+        SELECT occurred_at, task_id, template_id, attempts, category, fingerprint, event_id
+        FROM {database}.dead_letters WHERE _error = ''
+        ORDER BY occurred_at DESC LIMIT {{limit:UInt32}}
+    """  # noqa: S608
+    return _rows(client, sql, {"limit": limit})
