@@ -313,6 +313,15 @@ def create_app(
         since = datetime.now(UTC) - timedelta(hours=hours)
         return await ch.run(queries.healing_history, ch.client, database=database, since=since)
 
+    @app.post("/api/v1/errors/self-healing/diagnose", dependencies=mutate)
+    async def diagnose() -> dict[str, Any]:
+        """Every detector over the last hour of heartbeats; findings and what the safety
+        policy would do, acting on nothing."""
+        from healing import beats_by_worker, diagnose_fleet
+
+        rows = await ch.run(queries.recent_heartbeats, ch.client, database=database)
+        return diagnose_fleet(beats_by_worker(rows), int(time.time() * 1000))
+
     @app.get("/api/v1/errors/task/{task_id}/history", dependencies=read)
     async def task_history(
         task_id: Annotated[str, Path(min_length=1, max_length=500)],

@@ -414,3 +414,19 @@ def dead_letters(
         ORDER BY occurred_at DESC LIMIT {{limit:UInt32}}
     """  # noqa: S608
     return _rows(client, sql, {"limit": limit})
+
+
+def recent_heartbeats(
+    client: Client, *, database: str = "errorflow", within_s: int = 3600
+) -> list[dict[str, Any]]:
+    """Heartbeats of the last ``within_s``, per worker oldest first (models as JSON)."""
+    sql = f"""
+        SELECT worker_id, toUnixTimestamp64Milli(occurred_at) AS at_ms, interval_s,
+               cpu_percent, memory_rss_bytes, disk_free_bytes, disk_total_bytes,
+               queue_depth, in_flight, JSONExtractRaw(payload, 'models') AS models
+        FROM {database}.heartbeats
+        WHERE _error = '' AND type = 'worker.heartbeat'
+          AND occurred_at >= now64(3) - toIntervalSecond({{within:UInt32}})
+        ORDER BY worker_id, occurred_at
+    """  # noqa: S608
+    return _rows(client, sql, {"within": within_s})

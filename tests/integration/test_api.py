@@ -25,6 +25,7 @@ MUTATIONS = [
     ),
     ("PATCH", "/api/v1/errors/alerts/thresholds", {"error_rate": 0.2}),
     ("POST", "/api/v1/sql", {"sql": "SELECT 1"}),
+    ("POST", "/api/v1/errors/self-healing/diagnose", None),
 ]
 
 
@@ -203,3 +204,58 @@ def test_metrics_are_prometheus_text(serve: ServeProcess) -> None:
     status, text = serve.request("GET", "/metrics")
     assert status == 200
     assert "# TYPE errorflow_sink_inserted gauge" in text
+
+
+def _heartbeats(run: str) -> list[s.Envelope]:
+    """A scripted fleet over the last 140 s: a leaking worker, a hot one, a silent
+    one and a healthy one (10 s beats)."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    out: list[s.Envelope] = []
+    for i in range(15):
+        at = now - timedelta(seconds=10 * (14 - i))
+        base = {
+            "interval_s": 10.0,
+            "disk_free_bytes": 500 << 30,
+            "disk_total_bytes": 1000 << 30,
+            "queue_depth": 0,
+            "in_flight": 1,
+            "source": SOURCE,
+            "occurred_at": at,
+        }
+        rows = {
+            f"leak-{run}": {"cpu_percent": 20.0, "memory_rss_bytes": (15 << 30) + i * (60 << 20)},
+            f"hot-{run}": {"cpu_percent": 98.0, "memory_rss_bytes": 2 << 30},
+            f"ok-{run}": {"cpu_percent": 20.0, "memory_rss_bytes": 2 << 30},
+        }
+        if i < 4:
+            rows[f"gone-{run}"] = {"cpu_percent": 20.0, "memory_rss_bytes": 2 << 30}
+        for worker, fields in rows.items():
+            out.append(s.WorkerHeartbeat(worker_id=worker, **base, **fields))
+    return out
+
+
+async def test_diagnose_returns_the_findings_of_a_scripted_fleet(
+    serve: ServeProcess, kafka_bootstrap: str
+) -> None:
+    """Leak (with slope and fit), sustained CPU and silence are found; the healthy worker
+    has none; nothing is acted on (dry-run verdicts)."""
+    run = uuid.uuid4().hex[:6]
+    beats = _heartbeats(run)
+    await produce(kafka_bootstrap, beats)
+    counted = f"SELECT count() FROM heartbeats WHERE worker_id LIKE '%-{run}'"
+    assert serve.wait_for(counted, len(beats), timeout_s=60) == len(beats)
+    status, body = serve.request("POST", "/api/v1/errors/self-healing/diagnose")
+    assert status == 200, body
+    found = {
+        (f["worker_id"], f["problem"]) for f in body["findings"] if f["worker_id"].endswith(run)
+    }
+    assert found == {
+        (f"leak-{run}", "resource_leak"),
+        (f"hot-{run}", "high_cpu"),
+        (f"gone-{run}", "unresponsive_worker"),
+    }
+    leak = next(f for f in body["findings"] if f["worker_id"] == f"leak-{run}")
+    assert leak["evidence"]["slope_bytes_per_s"] > 0
+    assert leak["evidence"]["r2"] > 0.99
