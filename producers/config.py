@@ -54,6 +54,16 @@ class SDKConfig(BaseSettings):
     command_group: str = "errorflow-runners"
     heartbeat_interval_s: float | None = Field(None, gt=0)
 
+    # Healing actions this runner executes (healing.action → healing.result): only inside
+    # these directories; restart_worker exits with this code for the supervisor unless a
+    # hook is registered (handler.register_healing_hook).
+    consume_healing: bool = True
+    healing_cache_dirs: list[Path] = Field(default_factory=list)
+    healing_archive_dirs: list[Path] = Field(default_factory=list)
+    healing_archive_to: Path | None = None
+    healing_restart_exit_code: int = Field(75, ge=1, le=255)  # EX_TEMPFAIL: "restart me"
+    healing_drain_s: float = Field(300.0, gt=0)
+
     api_url: str | None = None
     # The documented name (README, the sinks), not ERRORFLOW_CLICKHOUSE_URL.
     clickhouse_url: str | None = Field(None, validation_alias="CLICKHOUSE_URL")

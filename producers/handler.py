@@ -24,6 +24,7 @@ from producers.classify import Classification, Classifier
 from producers.clock import Clock, SystemClock
 from producers.config import SDKConfig
 from producers.errors import CircuitOpenError
+from producers.gate import TaskGate
 from producers.invoke import call_user_function, takes_argument
 from producers.logs import sdk_logger
 from producers.publisher import KafkaPublisher, Publisher, PublisherConfig
@@ -86,6 +87,8 @@ class ErrorHandler(RunnerRegistry):
         )
         RunnerRegistry.__init__(self)
         self.in_flight = 0
+        self.gate = TaskGate()
+        self.healing_hooks: dict[str, Callable[..., Any]] = {}
         self.counters = {
             "tasks": 0,
             "succeeded": 0,
@@ -119,6 +122,12 @@ class ErrorHandler(RunnerRegistry):
             await listener.start()
             self.on_registered = listener.refresh  # executors registered later join too
             self._background.append(listener)
+            if self.config.consume_healing:
+                from producers.healing import HealingListener
+
+                healer = HealingListener(self)
+                await healer.start()
+                self._background.append(healer)
         if self.config.heartbeat_interval_s:
             from producers.heartbeat import HeartbeatEmitter
 
@@ -140,6 +149,11 @@ class ErrorHandler(RunnerRegistry):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def register_healing_hook(self, action: str, func: Callable[..., Any]) -> None:
+        """What this runner does for ``action`` (``restart_worker``, ``scale_resources``,
+        ``reload_model``): called with the action's params."""
+        self.healing_hooks[action] = func
 
     def _publish_breaker_config(self, service: str, config: BreakerConfig) -> None:
         self.emit(
@@ -192,6 +206,11 @@ class ErrorHandler(RunnerRegistry):
         deadline_s = deadline_s if deadline_s is not None else self.config.task_deadline_s
         deadline = self.clock.monotonic() + deadline_s if deadline_s else None
         scope = TaskScope(task_id, template_id, operation_type, attempt)
+        gate = self.gate  # throttled or draining (healing actions): wait for a slot
+        if gate.free:
+            gate.running += 1
+        else:
+            await gate.enter()
         token = current_scope.set(scope)
         args = (task_data,) if takes_argument(execute_func) else ()
         base = {"task_id": task_id, "template_id": template_id, "operation_type": operation_type}
@@ -262,6 +281,7 @@ class ErrorHandler(RunnerRegistry):
                 return result
         finally:
             current_scope.reset(token)
+            gate.leave()
 
     def _retry_plan(
         self,

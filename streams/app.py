@@ -23,6 +23,7 @@ from streams.analytics.detection_stage import DetectionStage
 from streams.analytics.ingest_stage import IngestStage
 from streams.breakers.breaker_stage import BreakerStage
 from streams.engine.stage import EngineStage
+from streams.healing.healing_stage import HealingStage
 from streams.recovery.recovery_stage import RecoveryStage
 from streams.settings import WorkerSettings
 
@@ -38,10 +39,12 @@ class WorkerApp:
     detection: DetectionStage
     breakers: BreakerStage
     recovery: RecoveryStage
+    healing: HealingStage | None = None
 
     @property
     def stages(self) -> list[EngineStage[Any]]:
-        return [self.ingest, self.detection, self.breakers, self.recovery]
+        stages: list[EngineStage[Any]] = [self.ingest, self.detection, self.breakers, self.recovery]
+        return [*stages, self.healing] if self.healing is not None else stages
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_topics()
@@ -107,4 +110,5 @@ def create_app(settings: WorkerSettings | None = None) -> WorkerApp:
         DetectionStage(settings, source),
         BreakerStage(settings, source),
         RecoveryStage(settings, source),
+        HealingStage(settings, source) if settings.healing_enabled else None,
     )

@@ -53,6 +53,17 @@ class WorkerSettings(BaseSettings):
     # from now on (history is in ClickHouse); "earliest" replays the topics' retention.
     # Afterwards the committed offsets rule, so restarts lose nothing.
     start_from: Literal["latest", "earliest"] = "latest"
+    # Self-healing (streams/healing/): cooldown per worker and action, the fleet budget
+    # (more than this share of workers needing one action at once: none acts, one
+    # alert), dry-run, how long an action stays valid, when it is verified, and how
+    # long a throttle lasts.
+    healing_enabled: bool = True
+    healing_cooldown_s: float = Field(600, ge=0)
+    healing_fleet_fraction: float = Field(0.5, gt=0, le=1)
+    healing_dry_run: bool = False
+    healing_ttl_s: float = Field(300, gt=0)
+    healing_verify_s: float = Field(120, gt=0)
+    healing_throttle_s: float = Field(300, gt=0)
     # Prometheus /metrics and live /state (streams/observe.py); port 0 turns it off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=0, le=65535)
