@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from aiokafka import AIOKafkaProducer
 
 import schemas as s
@@ -45,11 +47,14 @@ async def produce_mix(bootstrap: str, count: int) -> None:
         s.CallCompleted(service="comfyui", outcome="success", duration_ms=3, source=source),
     ]
     encoded = [
-        (s.topic_of(e).name, s.key_of(e).encode(), s.encode(e), e.type.encode()) for e in samples
+        (s.topic_of(e).name, s.key_of(e).encode(), s.encode(e), e.type.encode(), e.event_id)
+        for e in samples
     ]
     try:
         for i in range(count):
-            topic, key, value, type_ = encoded[i % len(encoded)]
+            topic, key, value, type_, sample_id = encoded[i % len(encoded)]
+            # Each record its own event_id, as real traffic has (the sink drops repeats).
+            value = value.replace(sample_id.encode(), str(uuid.uuid4()).encode(), 1)
             await producer.send(topic, value, key=key, headers=[("type", type_)])
         await producer.flush()
     finally:

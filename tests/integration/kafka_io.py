@@ -48,6 +48,26 @@ async def produce(bootstrap: str, events: Sequence[s.Envelope]) -> None:
         await producer.stop()
 
 
+async def produce_burst(bootstrap: str, events: Sequence[s.Envelope]) -> None:
+    """Send every event (contract topic, key, type header), then wait for all: one burst,
+    not one round trip per record."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                s.topic_of(e).name,
+                s.encode(e),
+                key=s.key_of(e).encode(),
+                headers=[("type", e.type.encode())],
+            )
+            for e in events
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
 async def produce_raw(bootstrap: str, topic: str, values: Sequence[bytes]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()

@@ -14,7 +14,7 @@ import pytest
 import schemas as s
 from producers import SDKConfig
 from producers.handler import ErrorHandler
-from tests.integration.kafka_io import end_offsets, produce, read_since
+from tests.integration.kafka_io import end_offsets, produce, produce_burst, read_since
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.kafka
@@ -43,27 +43,6 @@ def _hot(worker: str, beats: int = 15) -> list[s.Envelope]:
         )
         for i in range(beats)
     ]
-
-
-async def _burst(bootstrap: str, events: list[s.Envelope]) -> None:
-    """Send every event, then wait for all: one burst rather than one at a time."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50)
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(
-                s.topic_of(e).name,
-                s.encode(e),
-                key=s.key_of(e).encode(),
-                headers=[("type", e.type.encode())],
-            )
-            for e in events
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
 
 
 async def _events(bootstrap: str, since: Any, topic_types: set[str], count: int) -> list[Any]:
@@ -154,7 +133,7 @@ async def test_when_most_of_the_fleet_is_hot_nothing_acts_and_one_alert_fires(
         # them at once, as a fleet-wide one does.
         per_worker = [_hot(f"fleet-{run}-{i}") for i in range(4)]
         hot = [beats[n] for n in range(len(per_worker[0])) for beats in per_worker]
-        await _burst(kafka_bootstrap, hot)
+        await produce_burst(kafka_bootstrap, hot)
         deadline = time.monotonic() + 60
         alerts: list[Any] = []
         while not alerts and time.monotonic() < deadline:

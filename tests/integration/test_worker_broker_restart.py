@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 import schemas as s
 from deploy.broker import LocalBroker
+from tests.integration.kafka_io import produce_burst
 from tests.integration.worker_process import WorkerProcess, windows_for
 
 pytestmark = pytest.mark.kafka
@@ -72,24 +72,6 @@ def _load(service: str, template: str, n: int, at: datetime) -> list[s.Envelope]
     return out
 
 
-async def _produce(bootstrap: str, events: list[s.Envelope]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10)
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(
-                s.topic_of(e).name,
-                s.encode(e),
-                key=s.key_of(e).encode(),
-                headers=[("type", e.type.encode())],
-            )
-            for e in events
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
-
-
 def _truth(events: list[s.Envelope], key: str) -> dict[int, tuple[int, int]]:
     """(attempts, errors) per 1-second window, counted by hand."""
     attempts: Counter[int] = Counter()
@@ -121,13 +103,13 @@ async def test_windows_are_exact_across_a_broker_restart_under_load(
         await worker.ready(("ingest", "detect"))
         now = datetime.now(UTC)
         first = _load(service, template, 15000, now)
-        await _produce(bootstrap, first)
+        await produce_burst(bootstrap, first)
         produced += first
         # While the worker works through them: the broker goes away and comes back.
         await asyncio.to_thread(private_broker.stop)
         await asyncio.to_thread(private_broker.start)
         second = _load(service, template, 1500, datetime.now(UTC))
-        await _produce(bootstrap, second)
+        await produce_burst(bootstrap, second)
         produced += second
         keys = (f"service={service}", f"template_id={template}")
         expected = {key: _truth(produced, key) for key in keys}

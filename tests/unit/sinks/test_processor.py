@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
 from collections import defaultdict
 from dataclasses import dataclass
 
 import schemas as s
-from sinks.processor import RecordProcessor, varint
+from sinks.processor import RecordProcessor, unpack_row, varint
 from sinks.service import _Resume
 from sinks.tables import TABLES, table_for_type
 from tests.samples import every_type
@@ -24,26 +23,7 @@ class Record:
 
 def _decode_row(row: bytes) -> tuple[str, int, int, bytes]:
     """Parse one RowBinary row (_topic, _partition, _offset, payload)."""
-    pos = 0
-
-    def string() -> bytes:
-        nonlocal pos
-        size, shift = 0, 0
-        while True:
-            byte = row[pos]
-            pos += 1
-            size |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        out = row[pos : pos + size]
-        pos += size
-        return out
-
-    topic = string().decode()
-    partition, offset = struct.unpack_from("<HQ", row, pos)
-    pos += 10
-    return topic, partition, offset, string()
+    return unpack_row(row)
 
 
 def test_every_record_type_has_exactly_one_table() -> None:
