@@ -39,11 +39,14 @@ def row_key(value: bytes | None) -> RowKey:
 
 
 def existing_ids_sql(database: str, table: str) -> str:
-    """The ``event_id`` values among ``{ids}`` already stored in ``table`` with one of the
-    event times ``{times}`` (parsed exactly as the ``occurred_at`` column is)."""
+    """The ``event_id`` values stored in ``table`` with one of the event times
+    ``{times}`` (parsed exactly as the ``occurred_at`` column is). Event times have
+    millisecond resolution, so a flush has at most about a thousand distinct ones per
+    second of traffic: the parameter stays small (sending the flush's ids instead cost
+    ~23 µs per id in query text, 2.3 s per 100k-row flush), and the rows read are only
+    those sharing a millisecond with the flush."""
     return (
         f"SELECT DISTINCT event_id FROM {database}.{table} "  # noqa: S608 - identifiers are ours
         "WHERE occurred_at IN (SELECT DISTINCT parseDateTime64BestEffortOrZero("
-        "arrayJoin({times:Array(String)}), 3, 'UTC')) "
-        "AND event_id IN {ids:Array(String)}"
+        "arrayJoin({times:Array(String)}), 3, 'UTC'))"
     )

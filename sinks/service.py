@@ -261,7 +261,7 @@ class ClickHouseSink:
         if not ids:
             return rows
         sql = existing_ids_sql(self.database, table)
-        parameters = {"ids": sorted(ids), "times": sorted({t for i, t in keys if i})}
+        parameters = {"times": sorted({t for i, t in keys if i})}
         delay = self.settings.retry_backoff_s
         while True:
             try:
