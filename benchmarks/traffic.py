@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 
@@ -47,14 +48,25 @@ async def produce_mix(bootstrap: str, count: int) -> None:
         s.CallCompleted(service="comfyui", outcome="success", duration_ms=3, source=source),
     ]
     encoded = [
-        (s.topic_of(e).name, s.key_of(e).encode(), s.encode(e), e.type.encode(), e.event_id)
+        (
+            s.topic_of(e).name,
+            s.key_of(e).encode(),
+            s.encode(e),
+            e.type.encode(),
+            e.event_id,
+            s.format_utc(e.occurred_at),
+        )
         for e in samples
     ]
+    start = datetime.now(UTC) - timedelta(milliseconds=count)
     try:
         for i in range(count):
-            topic, key, value, type_, sample_id = encoded[i % len(encoded)]
-            # Each record its own event_id, as real traffic has (the sink drops repeats).
+            topic, key, value, type_, sample_id, sample_time = encoded[i % len(encoded)]
+            # Each record its own event_id and time, as real traffic has (the sink drops
+            # repeated ids; its lookup is by event time).
+            stamp = s.format_utc(start + timedelta(milliseconds=i))
             value = value.replace(sample_id.encode(), str(uuid.uuid4()).encode(), 1)
+            value = value.replace(sample_time.encode(), stamp.encode(), 1)
             await producer.send(topic, value, key=key, headers=[("type", type_)])
         await producer.flush()
     finally:

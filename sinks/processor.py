@@ -94,7 +94,7 @@ class RecordProcessor:
             if row is not None:
                 tables[row.table].append(row.row)
                 keys[row.table].append(
-                    ("", "") if row.table == "poison_records" else row_key(value)
+                    ("", -1) if row.table == "poison_records" else row_key(value)
                 )
                 count += 1
         return count

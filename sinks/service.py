@@ -257,11 +257,10 @@ class ClickHouseSink:
 
     async def _fresh(self, table: str, rows: list[bytes], keys: list[RowKey]) -> list[bytes]:
         """``rows`` without the events already stored or repeated within the flush."""
-        ids = {event_id for event_id, _ in keys if event_id}
-        if not ids:
+        if not any(event_id for event_id, _ in keys):
             return rows
         sql = existing_ids_sql(self.database, table)
-        parameters = {"times": sorted({t for i, t in keys if i})}
+        parameters = {"seconds": sorted({t for i, t in keys if i and t >= 0})}
         delay = self.settings.retry_backoff_s
         while True:
             try:

@@ -47,7 +47,7 @@ def test_rows_carry_the_record_unchanged_and_its_position() -> None:
         task_data={"blob": "x" * 20_000},
     )
     records.append(Record(99, s.encode(big), [("type", b"task.started")]))
-    keys: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    keys: dict[str, list[tuple[str, int]]] = defaultdict(list)
     assert processor.rows("errorflow.task-events", 3, records, tables, keys) == len(records)
     by_offset = {}
     for table, rows in tables.items():
