@@ -80,8 +80,8 @@ def connect_query_client(settings: ClickHouseSettings | None = None) -> Client:
     change what the sink's session does, and ``SELECT count() FROM events`` works."""
     settings = settings or ClickHouseSettings()
     database = settings.clickhouse_database
+    connect(settings)  # the schema and retention first (and, with chDB, the path's owner)
     if settings.clickhouse_url is None:
-        _connect_chdb(settings)  # the shared one first: it owns the path and the schema
         return clickhouse_connect.get_client(dsn=f"chdb://{settings.chdb_path}", database=database)
     try:
         return clickhouse_connect.get_client(
