@@ -31,6 +31,7 @@ from fastapi import (
     WebSocket,
     WebSocketDisconnect,
 )
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
@@ -220,7 +221,7 @@ def create_app(
             "workers_seen": workers,
             **sink,
         }
-        return JSONResponse(body, status_code=503 if problems else 200)
+        return JSONResponse(jsonable_encoder(body), status_code=503 if problems else 200)
 
     @app.get("/api/v1/errors/analysis", dependencies=read)
     async def error_analysis(

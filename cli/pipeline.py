@@ -38,9 +38,13 @@ async def _run_sink(settings: DeploySettings, port: int | None, host: str | None
     api_settings = ApiSettings()
     host = host or api_settings.host
     clickhouse = AsyncClickHouse(connect(ch_settings))
-    # User SQL gets a session and a thread of its own: it can neither change the
-    # sink's session (a SET) nor hold the sink's thread.
-    user_clickhouse = AsyncClickHouse(connect_query_client(ch_settings))
+    # User SQL gets a session and a thread of its own on a server; with chDB (one client
+    # per process) it shares the sink's client and thread, bounded by the guard's 10 s.
+    if ch_settings.clickhouse_url is None:
+        connect_query_client(ch_settings)
+        user_clickhouse = clickhouse
+    else:
+        user_clickhouse = AsyncClickHouse(connect_query_client(ch_settings))
     sink = ClickHouseSink(
         bootstrap_servers=settings.bootstrap_servers,
         clickhouse=clickhouse,
@@ -86,7 +90,8 @@ async def _run_sink(settings: DeploySettings, port: int | None, host: str | None
         if port is not None:
             marker.unlink(missing_ok=True)
         clickhouse.close()
-        user_clickhouse.close()
+        if user_clickhouse is not clickhouse:
+            user_clickhouse.close()
 
 
 def _sink(args: argparse.Namespace, settings: DeploySettings) -> int:

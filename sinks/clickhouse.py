@@ -75,14 +75,18 @@ def connect(settings: ClickHouseSettings | None = None, *, migrate: bool = True)
 
 
 def connect_query_client(settings: ClickHouseSettings | None = None) -> Client:
-    """A connection for user SQL, separate from the sink's (its own chDB session or
-    server session), whose default database is errorflow's: no statement through it can
-    change what the sink's session does, and ``SELECT count() FROM events`` works."""
+    """A connection for user SQL whose default database is errorflow's, so ``SELECT
+    count() FROM events`` works. With a server it is a session of its own. With chDB it
+    is the process's one client (a second chDB connection on the same path stopped the
+    rollup's materialized view from firing for the sink's inserts — seen here): the SQL
+    guard refusing every ``SET`` and ``SETTINGS`` is what keeps user SQL from changing
+    the sink's session, and every query of the sink names its database."""
     settings = settings or ClickHouseSettings()
     database = settings.clickhouse_database
-    connect(settings)  # the schema and retention first (and, with chDB, the path's owner)
+    client = connect(settings)  # the schema and retention first
     if settings.clickhouse_url is None:
-        return clickhouse_connect.get_client(dsn=f"chdb://{settings.chdb_path}", database=database)
+        client.database = database
+        return client
     try:
         return clickhouse_connect.get_client(
             dsn=settings.clickhouse_url.get_secret_value(), database=database

@@ -15,7 +15,9 @@ from sinks.tables import (
 
 __all__ = [
     "ROLLUP_DDL",
+    "ROLLUP_SELECT",
     "ROLLUP_VIEW_DDL",
+    "rollup_repair_sql",
     "poison_view_ddl",
     "positions_sql",
     "stored_offsets_sql",
@@ -96,9 +98,7 @@ _REJECTED = (
     "(outcome = 'rejected' OR (outcome = 'fallback' "
     "AND JSONExtractString(payload, 'fallback_reason') = 'rejected'))"
 )
-ROLLUP_VIEW_DDL = f"""
-    CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.events_per_minute_mv
-    TO {{db}}.events_per_minute AS
+ROLLUP_SELECT = f"""
     SELECT
         toStartOfMinute(occurred_at) AS minute,
         if(type = 'call.completed', 'call', 'task') AS kind,
@@ -113,6 +113,32 @@ ROLLUP_VIEW_DDL = f"""
       AND type IN ('task.succeeded', 'task.attempt_failed', 'task.failed', 'call.completed')
     GROUP BY minute, kind, service, template_id, category
     """
+ROLLUP_VIEW_DDL = (
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.events_per_minute_mv "
+    "TO {db}.events_per_minute AS" + ROLLUP_SELECT
+)
+
+
+def rollup_repair_sql(database: str) -> tuple[str, str, str]:
+    """(minutes touched by some offsets of one partition, delete those minutes from the
+    rollup, rebuild them from ``events``): the materialized view's part is not atomic
+    with the ``events`` part, so after a crash mid-flush the minutes of the offsets in
+    doubt are recomputed from the rows actually stored."""
+    minutes = (
+        f"SELECT DISTINCT toStartOfMinute(occurred_at) FROM {database}.events "  # noqa: S608
+        "WHERE _topic = {topic:String} AND _partition = {partition:UInt16} "
+        "AND _offset BETWEEN {low:UInt64} AND {high:UInt64}"
+    )
+    where = "minute IN {minutes:Array(DateTime('UTC'))}"
+    delete = f"ALTER TABLE {database}.events_per_minute DELETE WHERE {where}"
+    rebuild = f"INSERT INTO {database}.events_per_minute " + ROLLUP_SELECT.replace(
+        "{db}", database
+    ).replace(
+        "    GROUP BY",
+        "      AND toStartOfMinute(occurred_at) IN {minutes:Array(DateTime('UTC'))}\n    GROUP BY",
+    )
+    return minutes, delete, rebuild
+
 
 ROLLUP_DDL = (
     """

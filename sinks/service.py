@@ -31,7 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas import Source
 from schemas.topics import TOPICS
 from sinks.clickhouse import AsyncClickHouse
-from sinks.ddl import positions_sql, stored_offsets_sql
+from sinks.ddl import positions_sql, rollup_repair_sql, stored_offsets_sql
 from sinks.dedup import RowKey, existing_ids_sql
 from sinks.errors import SinkError, error_code, is_data_error
 from sinks.processor import RecordProcessor
@@ -72,6 +72,7 @@ class SinkStats:
     skipped_already_stored: int = 0
     duplicates_dropped: int = 0  # an event_id already stored (or twice in one flush)
     commit_failures: int = 0
+    rollup_repairs: int = 0
     last_flush_at: float | None = None  # wall clock of the last flush that committed
     last_error: str = ""  # the last insert or commit failure, cleared on success
 
@@ -345,9 +346,36 @@ class ClickHouseSink:
             if fresh:
                 await self._position(fresh)
 
+    async def _repair_rollup(self, doubt: list[tuple[TopicPartition, int, int]]) -> None:
+        """Recompute, from the stored rows, the rollup minutes of offsets a crash left in
+        doubt (stored, not committed): the view's part may be missing for them."""
+        minutes_sql, delete_sql, rebuild_sql = rollup_repair_sql(self.database)
+        minutes: set[Any] = set()
+        for tp, low, high in doubt:
+            params = {"topic": tp.topic, "partition": tp.partition, "low": low, "high": high}
+            minutes |= {m for (m,) in await self.clickhouse.query_rows(minutes_sql, params)}
+        if not minutes:
+            return
+        params = {"minutes": sorted(minutes)}
+        await self.clickhouse.run(
+            self.clickhouse.client.command,
+            delete_sql,
+            parameters=params,
+            settings={"mutations_sync": 2},
+        )
+        await self.clickhouse.command(rebuild_sql, params)
+        self.stats.rollup_repairs += 1
+        log.warning(
+            "errorflow.sink.rollup_repaired minutes=%d partitions=%d (offsets in doubt "
+            "after a crash: their minutes were recomputed from the stored rows)",
+            len(minutes),
+            len(doubt),
+        )
+
     async def _position(self, partitions: list[TopicPartition]) -> None:
         rows = await self.clickhouse.query_rows(positions_sql(self.database))
         highest = {(topic, partition): offset for topic, partition, offset in rows}
+        doubt: list[tuple[TopicPartition, int, int]] = []
         for tp in partitions:
             top = highest.get((tp.topic, tp.partition))
             if top is None:
@@ -365,3 +393,11 @@ class ClickHouseSink:
             )
             self._resume[tp] = _Resume(committed, top + 1, {offset for (offset,) in stored})
             self._consumer.seek(tp, committed)
+            if stored:
+                doubt.append((tp, committed, top))
+        if doubt:
+            async with self._lock:  # no flush of other partitions while minutes are rebuilt
+                if self._in_flight is not None:
+                    await self._in_flight
+                    self._in_flight = None
+                await self._repair_rollup(doubt)

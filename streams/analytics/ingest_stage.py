@@ -136,8 +136,14 @@ class IngestStage(EngineStage[Intake]):
         # partition counts as quiet only from its next fetch after the outage on.
         fresh = polled is not None and now_ms - polled <= _FRESH_MS
         if end is None or not fresh or self._next.get(intake.tp, 0) < end:
+            # Records wait (or may wait) to be read: say the partition is live, so an
+            # engine that never heard of it (its records all unread, say after an
+            # outage) holds its windows for it instead of closing them without it.
             intake.quiet_since_ms = None
-            return None
+            if now_ms - intake.idle_said_ms < 1000:
+                return None
+            intake.idle_said_ms = now_ms
+            return encode_mark(source, intake.latest_ms)
         if intake.quiet_since_ms is None:
             intake.quiet_since_ms = now_ms
         if now_ms - intake.idle_said_ms < 1000:
