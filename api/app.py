@@ -41,6 +41,7 @@ import schemas as s
 from api.feed import Client, LiveFeed
 from api.security import ApiSettings, Guard
 from deploy.publish import send_event
+from schemas.timestamps import UtcDateTime
 from schemas.topics import CONTROL
 from sinks import queries
 from sinks.analysis import analysis
@@ -101,6 +102,23 @@ class BreakerSettings(BaseModel):
     minimum_calls: Count | None = None
     half_open_max_calls: Count | None = None
     quorum_workers: Count | None = None
+
+
+class ReplayRequest(BaseModel):
+    """The `errorflow dlq replay` selectors: at least one, or ``all``."""
+
+    model_config = _STRICT
+    task_ids: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+    fingerprint: str | None = Field(None, min_length=1, max_length=200)
+    since: UtcDateTime | None = None
+    until: UtcDateTime | None = None
+    all: bool = False
+    dry_run: bool = False
+    force: bool = False
+    rate_per_s: Annotated[float, Field(ge=1, le=10_000, allow_inf_nan=False)] = 50.0
+    by: str = Field("api", min_length=1, max_length=200)
 
 
 _DEFAULT_THRESHOLDS = {
@@ -381,6 +399,46 @@ def create_app(
     async def dead_letters(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
         """The newest dead letters (replay them with `errorflow dlq replay`)."""
         return await ch.run(queries.dead_letters, ch.client, database=database, limit=limit)
+
+    @app.post("/api/v1/errors/dead-letters/replay", dependencies=mutate)
+    async def replay_dead_letters(body: ReplayRequest) -> dict[str, Any]:
+        """Replay dead letters as `errorflow dlq replay` does: the newest letter per task
+        that matches, held back while its service's fleet breaker is open (unless
+        ``force``), paced at ``rate_per_s``; ``dry_run`` only says what it would do."""
+        from streams.recovery.dead_letters import (
+            Selection,
+            plan_replay,
+            read_letters,
+            read_open_breakers,
+            replay,
+        )
+
+        if not (body.task_ids or body.fingerprint or body.since or body.until or body.all):
+            raise HTTPException(
+                422, "say what to replay: task_ids, fingerprint, since/until, or all"
+            )
+        selection = Selection(
+            task_ids=frozenset(body.task_ids),
+            fingerprint=body.fingerprint,
+            since=body.since,
+            until=body.until,
+        )
+        letters = await read_letters(bootstrap_servers, selection)
+        plan = plan_replay(letters, await read_open_breakers(bootstrap_servers), force=body.force)
+        held = [{"task_id": letter.task_id, "open_service": svc} for letter, svc in plan.refused]
+        if body.dry_run:
+            return {
+                "matched": len(letters),
+                "would_replay": [letter.task_id for letter in plan.replay],
+                "held_back": held,
+                "dry_run": True,
+            }
+        sent = await replay(bootstrap_servers, plan.replay, who=body.by, rate_per_s=body.rate_per_s)
+        return {
+            "matched": len(letters),
+            "replayed": [{"task_id": c.task_id, "command_id": c.command_id} for c in sent],
+            "held_back": held,
+        }
 
     @app.websocket("/api/v1/errors/ws")
     async def live(

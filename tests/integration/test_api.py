@@ -26,6 +26,7 @@ MUTATIONS = [
     ("PATCH", "/api/v1/errors/alerts/thresholds", {"error_rate": 0.2}),
     ("POST", "/api/v1/sql", {"sql": "SELECT 1"}),
     ("POST", "/api/v1/errors/self-healing/diagnose", None),
+    ("POST", "/api/v1/errors/dead-letters/replay", {"all": True, "dry_run": True}),
 ]
 
 
@@ -259,3 +260,46 @@ async def test_diagnose_returns_the_findings_of_a_scripted_fleet(
     leak = next(f for f in body["findings"] if f["worker_id"] == f"leak-{run}")
     assert leak["evidence"]["slope_bytes_per_s"] > 0
     assert leak["evidence"]["r2"] > 0.99
+
+
+async def test_dead_letters_are_listed_and_replayed_with_a_dry_run_first(
+    serve: ServeProcess, kafka_bootstrap: str
+) -> None:
+    """A dead letter shows in GET /dead-letters; a dry run says it would replay it and
+    sends nothing; the replay sends one recovery.retry with a new command id."""
+    from tests.integration.kafka_io import end_offsets, read_since
+
+    run = uuid.uuid4().hex[:6]
+    letter = s.TaskDeadLettered(
+        task_id=f"dlq-{run}",
+        template_id=f"tpl-{run}",
+        operation_type="img",
+        attempts=3,
+        errors=[],
+        task_data={"prompt": "x"},
+        source=SOURCE,
+    )
+    await produce(kafka_bootstrap, [letter])
+    deadline = time.monotonic() + 60
+    while not [
+        d for d in serve.get("/api/v1/errors/dead-letters") if d["task_id"] == letter.task_id
+    ]:
+        assert time.monotonic() < deadline, "the dead letter never reached ClickHouse"
+        await asyncio.sleep(0.3)
+    since = await end_offsets(kafka_bootstrap, ["errorflow.recovery-commands"])
+    body = {"task_ids": [letter.task_id]}
+    status, dry = serve.request(
+        "POST", "/api/v1/errors/dead-letters/replay", {**body, "dry_run": True}
+    )
+    assert status == 200, dry
+    assert dry["would_replay"] == [letter.task_id]
+    status, done = serve.request("POST", "/api/v1/errors/dead-letters/replay", body)
+    assert status == 200, done
+    [replayed] = done["replayed"]
+    records = await read_since(kafka_bootstrap, since, count=1, timeout_s=30)
+    commands = [s.decode(r.value) for r in records]
+    assert [(c.task_id, c.command_id) for c in commands] == [
+        (letter.task_id, replayed["command_id"])
+    ]  # type: ignore[attr-defined]
+    status, _ = serve.request("POST", "/api/v1/errors/dead-letters/replay", {})
+    assert status == 422  # a replay says what to replay
