@@ -24,19 +24,13 @@ import orjson
 from pydantic import BaseModel
 
 from schemas import (
-    CallCompleted,
-    CompensationCompleted,
-    CompensationFailed,
     DecodeError,
     Envelope,
-    OperationRecorded,
-    TaskAttemptFailed,
-    TaskFailed,
-    TaskStarted,
-    TaskSucceeded,
     decode,
 )
+from schemas.codec import MODELS
 from schemas.envelope import ENVELOPE_FIELDS
+from schemas.topics import CALL_EVENTS, TASK_EVENTS
 from streams.facts import ATTEMPT_ENDS, Facts, facts_of
 
 __all__ = ["judge", "read_facts", "read_progress", "twin_of"]
@@ -159,18 +153,9 @@ def twin_of(model: type[BaseModel]) -> type[msgspec.Struct]:
     return struct
 
 
-# What the stages read from task-events and call-events, judged without pydantic.
-_FAST_MODELS = (
-    TaskStarted,
-    OperationRecorded,
-    TaskAttemptFailed,
-    TaskSucceeded,
-    TaskFailed,
-    CompensationCompleted,
-    CompensationFailed,
-    CallCompleted,
-)
-_DATETIME_FIELDS = ("occurred_at",)
+# Every type on task-events and call-events (the topic registry says which), judged
+# without pydantic: derived, so a new type on those topics gets a twin by itself.
+_FAST_MODELS = tuple(MODELS[t] for t in (*TASK_EVENTS.types, *CALL_EVENTS.types))
 _read_twin = msgspec.json.Decoder(Union[tuple(twin_of(m) for m in _FAST_MODELS)]).decode  # noqa: UP007
 
 
