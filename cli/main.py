@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from cli import demo, dlq, infra, pipeline, worker
+from cli import demo, dlq, infra, pipeline, supervise, worker
 from deploy.settings import DeploySettings
 
 __all__ = ["build_parser", "main"]
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     infra.register(sub)
     pipeline.register(sub)
     worker.register(sub)
+    supervise.register(sub)
     dlq.register(sub)
     demo.register(sub)
     return parser

@@ -50,6 +50,7 @@ class Beat:
     queue_depth: int
     in_flight: int
     bad_models: tuple[str, ...] = ()
+    stopping: bool = False  # the worker's last beat before a deliberate shutdown
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +91,10 @@ class Diagnosis:
 def unresponsive(
     worker: str, beats: Sequence[Beat], now_ms: int, config: DetectorConfig
 ) -> Diagnosis | None:
-    """No heartbeat for ``missed_beats`` × the worker's own interval."""
-    if not beats:
-        return None
+    """No heartbeat for ``missed_beats`` × the worker's own interval (unless its last
+    beat said it was stopping)."""
+    if not beats or beats[-1].stopping:
+        return None  # never seen, or shut down on purpose
     last = beats[-1]
     silent_s = (now_ms - last.at_ms) / 1000
     limit_s = config.missed_beats * last.interval_s

@@ -40,6 +40,7 @@ def beats_by_worker(rows: Iterable[dict[str, Any]]) -> dict[str, list[Beat]]:
                 queue_depth=int(row["queue_depth"]),
                 in_flight=int(row["in_flight"]),
                 bad_models=_bad_models(row.get("models")),
+                stopping=bool(row.get("stopping")),
             )
         )
     for beats in out.values():

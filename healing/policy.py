@@ -17,7 +17,7 @@ on a cold start.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -59,13 +59,21 @@ class HealingPolicy:
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def decide(
-        self, diagnoses: Sequence[Diagnosis], fleet_size: int, now_ms: int
+        self,
+        diagnoses: Sequence[Diagnosis],
+        fleet_size: int,
+        now_ms: int,
+        *,
+        needing: Mapping[str, int] | None = None,
     ) -> list[Decision]:
-        """One decision per diagnosis; the fleet budget looks at all of them together."""
+        """One decision per diagnosis; the fleet budget looks at all of them together
+        (or at ``needing``, the count per action across the fleet, when the diagnoses
+        are one part of it)."""
         cfg = self.config
-        by_action: dict[str, int] = {}
-        for d in diagnoses:
-            by_action[d.action] = by_action.get(d.action, 0) + 1
+        by_action: dict[str, int] = dict(needing or {})
+        if needing is None:
+            for d in diagnoses:
+                by_action[d.action] = by_action.get(d.action, 0) + 1
         out = []
         for d in diagnoses:
             verdict: Verdict
@@ -108,7 +116,22 @@ class HealingPolicy:
         counts[what] = counts.get(what, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
+        """Cooldowns, rate limits, failures in a row and counts, as JSON-able data: a
+        restarted stream worker keeps them (a restart must not reset a cooldown)."""
         return {
             "stats": self.stats,
             "failures": {f"{w}|{a}": n for (w, a), n in self.failures.items()},
+            "issued": {f"{w}|{a}": times for (w, a), times in self.issued.items() if times},
         }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        def pairs(raw: dict[str, Any]) -> dict[tuple[str, str], Any]:
+            out = {}
+            for key, value in raw.items():
+                worker, _, action = key.rpartition("|")
+                out[(worker, action)] = value
+            return out
+
+        self.stats = {k: dict(v) for k, v in data.get("stats", {}).items()}
+        self.failures = {k: int(v) for k, v in pairs(data.get("failures", {})).items()}
+        self.issued = {k: [int(t) for t in v] for k, v in pairs(data.get("issued", {})).items()}

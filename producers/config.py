@@ -63,6 +63,13 @@ class SDKConfig(BaseSettings):
     healing_archive_to: Path | None = None
     healing_restart_exit_code: int = Field(75, ge=1, le=255)  # EX_TEMPFAIL: "restart me"
     healing_drain_s: float = Field(300.0, gt=0)
+    # The supervisor: restarts a worker that stopped heartbeating (it cannot restart
+    # itself). A command run without a shell, ``{worker_id}``, ``{host}`` and
+    # ``{runner_id}`` replaced in its arguments (e.g. ``systemctl restart
+    # runner@{worker_id}``), or a callable (handler.register_supervisor_hook). Every
+    # process with one joins one consumer group, so each restart runs once.
+    healing_supervisor_cmd: str | None = None
+    healing_supervisor_timeout_s: float = Field(120.0, gt=0)
 
     api_url: str | None = None
     # The documented name (README, the sinks), not ERRORFLOW_CLICKHOUSE_URL.

@@ -89,6 +89,8 @@ class ErrorHandler(RunnerRegistry):
         self.in_flight = 0
         self.gate = TaskGate()
         self.healing_hooks: dict[str, Callable[..., Any]] = {}
+        self.supervisor_hook: Callable[..., Any] | None = None
+        self._supervisor: Any = None
         self.counters = {
             "tasks": 0,
             "succeeded": 0,
@@ -128,6 +130,8 @@ class ErrorHandler(RunnerRegistry):
                 healer = HealingListener(self)
                 await healer.start()
                 self._background.append(healer)
+            if self.config.healing_supervisor_cmd or self.supervisor_hook is not None:
+                await self._start_supervisor()
         if self.config.heartbeat_interval_s:
             from producers.heartbeat import HeartbeatEmitter
 
@@ -154,6 +158,21 @@ class ErrorHandler(RunnerRegistry):
         """What this runner does for ``action`` (``restart_worker``, ``scale_resources``,
         ``reload_model``): called with the action's params."""
         self.healing_hooks[action] = func
+
+    async def register_supervisor_hook(self, func: Callable[..., Any]) -> None:
+        """Make this process a supervisor: ``func`` restarts *another* worker that
+        stopped heartbeating, called with the action's params (``worker_id``, ``host``,
+        ``runner_id``, evidence). Instead of ``healing_supervisor_cmd``."""
+        self.supervisor_hook = func
+        if self._started and self.config.consume_commands and self._supervisor is None:
+            await self._start_supervisor()
+
+    async def _start_supervisor(self) -> None:
+        from producers.supervisor import SupervisorListener
+
+        self._supervisor = SupervisorListener(self)
+        await self._supervisor.start()
+        self._background.append(self._supervisor)
 
     def _publish_breaker_config(self, service: str, config: BreakerConfig) -> None:
         self.emit(

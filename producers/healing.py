@@ -43,11 +43,13 @@ HOOKED = ("scale_resources", "reload_model")
 
 
 class HealingListener:
+    ledger_name = "healing"
+
     def __init__(self, handler: ErrorHandler) -> None:
         self.handler = handler
         config = handler.config
         self.ledger = CommandLedger(
-            config.data_dir / "ledger" / f"{config.runner_id}.healing.jsonl"
+            config.data_dir / "ledger" / f"{config.runner_id}.{self.ledger_name}.jsonl"
         )
         self.counters = {"done": 0, "failed": 0, "skipped": 0}
         self._task: asyncio.Task[None] | None = None
@@ -82,12 +84,20 @@ class HealingListener:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    @property
+    def group_id(self) -> str:
+        return f"{self.handler.config.command_group}.healing.{self.worker_id}"
+
+    def accepts(self, command: RunHealingAction) -> bool:
+        """Actions for this worker; a restart for the supervisor is another process's."""
+        return command.worker_id == self.worker_id and not command.for_supervisor
+
     async def _consume(self) -> None:
         config = self.handler.config
         consumer = AIOKafkaConsumer(
             HEALING_COMMANDS.name,
             bootstrap_servers=config.kafka_bootstrap_servers,
-            group_id=f"{config.command_group}.healing.{self.worker_id}",
+            group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="latest",
             isolation_level="read_committed",
@@ -114,7 +124,7 @@ class HealingListener:
             command = decode(raw or b"")
         except DecodeError:
             return
-        if not isinstance(command, RunHealingAction) or command.worker_id != self.worker_id:
+        if not isinstance(command, RunHealingAction) or not self.accepts(command):
             return
         if command.command_id in self.ledger:
             return
@@ -198,7 +208,7 @@ class HealingListener:
         self.handler.emit(
             HealingResult,
             command_id=command.command_id,
-            worker_id=self.worker_id,
+            worker_id=command.worker_id,
             action=command.action,
             status=status,
             details=details,

@@ -54,10 +54,17 @@ class HeartbeatEmitter:
         self._task = asyncio.create_task(self._run(), name="errorflow-heartbeat")
 
     async def stop(self) -> None:
+        """Stop beating; the last beat says ``stopping`` so self-healing does not take
+        a worker shut down on purpose for an unresponsive one."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+            try:
+                self.beat(stopping=True)
+            except Exception as exc:  # noqa: BLE001 - closing goes on
+                log.warning("errorflow.heartbeat.last_beat_failed", extra={"error": repr(exc)})
 
     def _cpu_percent(self) -> float:
         now, cpu = time.monotonic(), sum(os.times()[:2])
@@ -65,7 +72,7 @@ class HeartbeatEmitter:
         self._last_cpu = (now, cpu)
         return 100.0 * (cpu - cpu_then) / max(now - then, 1e-6)
 
-    def beat(self) -> None:
+    def beat(self, *, stopping: bool = False) -> None:
         disk = shutil.disk_usage(self.disk_path)
         fields: dict[str, Any] = {
             "worker_id": self.handler.source.worker_id,
@@ -81,6 +88,8 @@ class HeartbeatEmitter:
             fields["gpu"] = self.probes.gpu()
         if self.probes.models is not None:
             fields["models"] = self.probes.models()
+        if stopping:
+            fields["stopping"] = True
         self.handler.emit(WorkerHeartbeat, **fields)
 
     async def _run(self) -> None:

@@ -14,6 +14,7 @@ from schemas.analytics import (
 )
 from schemas.codec import MODELS, decode, encode
 from schemas.commands import (
+    SUPERVISOR,
     Command,
     CompensateOperation,
     DeadLetterTask,
@@ -79,6 +80,7 @@ __all__ = [
     "ResourceNeed",
     "RetryTask",
     "RunHealingAction",
+    "SUPERVISOR",
     "SchemaError",
     "SetAlertThresholds",
     "Severity",

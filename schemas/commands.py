@@ -23,10 +23,13 @@ __all__ = [
     "FailTaskFast",
     "QueueTask",
     "RetryTask",
+    "SUPERVISOR",
     "RunHealingAction",
     "command_id",
 ]
 
+#: ``params.via`` of a healing action addressed to the supervisor, not the worker.
+SUPERVISOR = "supervisor"
 _COMMAND_NAMESPACE = uuid.UUID("6f1c8a52-8f0e-4d55-9a3c-2b7e4e1d0c11")
 
 
@@ -105,3 +108,14 @@ class RunHealingAction(Command):
     params: dict[str, Any] = Field(default_factory=dict)
     reason: str
     expires_at: UtcDateTime
+
+    @property
+    def for_supervisor(self) -> bool:
+        """A restart of a worker that stopped heartbeating (``params.via ==
+        "supervisor"``): it cannot restart itself, so a supervisor hook in another
+        process does, and recovery retries the tasks it had in flight."""
+        return (
+            self.action == "restart_worker"
+            and self.params.get("via") == SUPERVISOR
+            and not self.params.get("dry_run")
+        )

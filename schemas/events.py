@@ -149,6 +149,9 @@ class WorkerHeartbeat(Envelope):
     in_flight: int
     models: list[ModelStatus] | None = None
     gpu: list[GpuStatus] | None = None
+    # The last beat of a worker shutting down on purpose: its silence afterwards is
+    # not a failure (self-healing restarts no worker that was stopped or scaled down).
+    stopping: bool | None = None
 
 
 class ResourceAvailable(Envelope):

@@ -64,6 +64,8 @@ class WorkerSettings(BaseSettings):
     healing_ttl_s: float = Field(300, gt=0)
     healing_verify_s: float = Field(120, gt=0)
     healing_throttle_s: float = Field(300, gt=0)
+    # A worker silent this long is forgotten (a restarted runner has a new worker id).
+    healing_forget_s: float = Field(3600, gt=0)
     # Prometheus /metrics and live /state (streams/observe.py); port 0 turns it off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=0, le=65535)

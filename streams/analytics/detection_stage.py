@@ -12,6 +12,7 @@ inhibited-by label) are read by a group-less consumer and apply at once, no rest
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -20,7 +21,7 @@ from aiokafka.admin import NewTopic
 from schemas import BreakerStateChanged, SetAlertThresholds, Source
 from schemas.topics import BREAKER_STATE, CONTROL
 from streams.analytics.detector import ErrorAnalytics
-from streams.analytics.partials import decode_partial
+from streams.analytics.partials import MARK_FRESH_MS, decode_partial
 from streams.analytics.records import alert_event, anomaly_event, window_row
 from streams.analytics.windows import WindowCounts
 from streams.engine import EngineStage, Output
@@ -30,6 +31,8 @@ from streams.outputs import output_of
 from streams.settings import WorkerSettings
 
 __all__ = ["DetectionStage"]
+
+log = logging.getLogger("errorflow.worker.detect")
 
 
 class DetectionStage(EngineStage[ErrorAnalytics]):
@@ -60,13 +63,38 @@ class DetectionStage(EngineStage[ErrorAnalytics]):
     def feed(self, engine: ErrorAnalytics, record: Record) -> None:
         key, at_ms, payload = decode_partial(record.value or b"")
         if isinstance(payload, WindowCounts):
-            engine.observe_counts(key, at_ms, payload)
+            if not engine.observe_counts(key, at_ms, payload):
+                self._late(engine, record, key, at_ms, payload)
         else:
-            engine.mark_source(key, at_ms, idle_since_ms=payload)
+            engine.mark_source(
+                key, at_ms, idle_since_ms=payload.idle_since_ms, said_ms=payload.said_ms
+            )
+
+    def _late(
+        self, engine: ErrorAnalytics, record: Record, key: str, at_ms: int, counts: WindowCounts
+    ) -> None:
+        """Counts whose window had closed: in ClickHouse, not in any window. Logged (1st,
+        2nd, 4th... time) with what closed it, since a window that misses counts is a
+        wrong number on the dashboard."""
+        late = self.late_dropped()
+        if late & (late - 1):
+            return
+        log.warning(
+            "errorflow.worker.late partition=%d offset=%d key=%s bucket_ms=%d attempts=%d "
+            "watermark_ms=%d late_total=%d marks=%s",
+            record.partition,
+            record.offset,
+            key,
+            at_ms,
+            counts.attempts,
+            engine.tumbling.watermark_ms,
+            late,
+            engine.source_marks,
+        )
 
     def collect(self, engine: ErrorAnalytics, now_ms: int) -> list[Output]:
         idle_ms = int(self.settings.idle_close_s * 1000)
-        windows, anomalies, changes = engine.tick(now_ms, idle_ms=idle_ms)
+        windows, anomalies, changes = engine.tick(now_ms, idle_ms=idle_ms, fresh_ms=MARK_FRESH_MS)
         self.counters["windows"] += len(windows)
         self.counters["anomalies"] += len(anomalies)
         self.counters["alerts"] += len(changes)

@@ -140,10 +140,11 @@ class ErrorAnalytics:
             self.observe_counts(key, ts, counts)
         self.advance(ts)
 
-    def observe_counts(self, key: str, ts_ms: int, counts: WindowCounts) -> None:
-        """Count pre-aggregated ``counts`` of ``key`` at event time ``ts_ms``."""
-        self.tumbling.add(key, ts_ms, counts)
+    def observe_counts(self, key: str, ts_ms: int, counts: WindowCounts) -> bool:
+        """Count pre-aggregated ``counts`` of ``key`` at event time ``ts_ms``; False when
+        they came too late for the tumbling window (it closed already)."""
         self.hopping.add(key, ts_ms, counts)
+        return self.tumbling.add(key, ts_ms, counts)
 
     def advance(self, ts_ms: int) -> None:
         self.tumbling.advance(ts_ms)
@@ -151,35 +152,47 @@ class ErrorAnalytics:
 
     # -- output --------------------------------------------------------------------------
 
-    def mark_source(self, source: str, ts_ms: int, *, idle_since_ms: int | None = None) -> None:
+    def mark_source(
+        self,
+        source: str,
+        ts_ms: int,
+        *,
+        idle_since_ms: int | None = None,
+        said_ms: int | None = None,
+    ) -> None:
         """An input (e.g. ``errorflow.call-events:3``) has been read up to event time
         ``ts_ms``; with ``idle_since_ms``, its reader has been at its end with nothing
-        new since then. The watermark is the lowest mark of the inputs that are not
-        idle."""
+        new since then, as it said at ``said_ms``. The watermark is the lowest mark of
+        the inputs that are not idle."""
         previous = self.source_marks.get(source)
         ts = max(ts_ms, previous[0] if previous else ts_ms)
-        self.source_marks[source] = [ts, -1 if idle_since_ms is None else idle_since_ms]
+        idle = -1 if idle_since_ms is None else idle_since_ms
+        said = idle if said_ms is None else said_ms
+        self.source_marks[source] = [ts, idle, said]
 
     def tick(
-        self, now_ms: int, *, idle_ms: int | None = None
+        self, now_ms: int, *, idle_ms: int | None = None, fresh_ms: int | None = None
     ) -> tuple[list[WindowResult], list[Anomaly], list[AlertChange]]:
         """Close due windows, detect, update alerts.
 
         With source marks, windows close at the lowest mark of the inputs that are not
-        idle — an input is idle when its reader said it has been at the partition's end
-        for ``idle_ms`` with nothing new. Silence is not idleness: while records are
-        stuck upstream (a broker outage, a stalled ingest) no mark says idle, so no
-        window closes early and nothing arriving afterwards is dropped as late. When
-        every input is idle (or there are none), the clock closes windows
-        (``now - grace``).
+        idle. An input is idle when its reader has said, within the last ``fresh_ms``,
+        that it has been at the partition's end for ``idle_ms`` with nothing new.
+        Silence is not idleness: while records are stuck upstream (a broker outage, a
+        stalled ingest) no fresh word says idle, so no window closes early and nothing
+        arriving afterwards is dropped as late. When every input is idle (or there are
+        none), the clock closes windows (``now - grace``).
         """
         results: list[WindowResult] = []
         anomalies: list[Anomaly] = []
         changes: list[AlertChange] = []
         live = [
             ts
-            for ts, idle_since in self.source_marks.values()
-            if idle_since < 0 or idle_ms is None or now_ms - idle_since < idle_ms
+            for ts, idle_since, said in self.source_marks.values()
+            if idle_since < 0
+            or idle_ms is None
+            or now_ms - idle_since < idle_ms
+            or (fresh_ms is not None and now_ms - said > fresh_ms)
         ]
         if live:
             self.advance(min(live))
@@ -399,4 +412,4 @@ class ErrorAnalytics:
         self.open_breakers = set(data.get("open_breakers", []))
         self.observed = int(data.get("observed", 0))
         # Restored inputs are live until their reader says otherwise.
-        self.source_marks = {k: [int(ts), -1] for k, ts in data.get("source_marks", {}).items()}
+        self.source_marks = {k: [int(ts), -1, -1] for k, ts in data.get("source_marks", {}).items()}

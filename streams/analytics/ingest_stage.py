@@ -21,7 +21,7 @@ from aiokafka.admin import NewTopic
 
 from schemas import DecodeError, PoisonRecorded, Source
 from schemas.topics import CALL_EVENTS, TASK_EVENTS
-from streams.analytics.partials import aggregate, encode_mark, encode_partial
+from streams.analytics.partials import MARK_EVERY_MS, aggregate, encode_mark, encode_partial
 from streams.engine import EngineStage, Output
 from streams.engine.stage import Record
 from streams.facts import Facts
@@ -33,7 +33,7 @@ from streams.settings import WorkerSettings
 __all__ = ["IngestStage", "Intake"]
 
 log = logging.getLogger("errorflow.worker.ingest")
-_FRESH_MS = 2000  # a fetch answered within this long vouches for "at the end"
+_FRESH_MS = 1000  # a fetch answered within this long vouches for "at the end"
 
 
 @dataclass(slots=True)
@@ -122,7 +122,7 @@ class IngestStage(EngineStage[Intake]):
 
     def _mark(self, intake: Intake, now_ms: int) -> bytes | None:
         """The partition's progress mark, if there is news: how far it was read, or —
-        once a second while it sits at its end with nothing new — that it is idle."""
+        every MARK_EVERY_MS while it sits at its end with nothing new — that it is idle."""
         source = f"{intake.tp.topic}:{intake.tp.partition}"
         if intake.newest_ms:
             return encode_mark(source, intake.newest_ms)
@@ -140,16 +140,17 @@ class IngestStage(EngineStage[Intake]):
             # engine that never heard of it (its records all unread, say after an
             # outage) holds its windows for it instead of closing them without it.
             intake.quiet_since_ms = None
-            if now_ms - intake.idle_said_ms < 1000:
+            if now_ms - intake.idle_said_ms < MARK_EVERY_MS:
                 return None
             intake.idle_said_ms = now_ms
             return encode_mark(source, intake.latest_ms)
         if intake.quiet_since_ms is None:
             intake.quiet_since_ms = now_ms
-        if now_ms - intake.idle_said_ms < 1000:
+        if now_ms - intake.idle_said_ms < MARK_EVERY_MS:
             return None
         intake.idle_said_ms = now_ms
-        return encode_mark(source, intake.latest_ms, intake.quiet_since_ms)
+        # Said again every MARK_EVERY_MS: an engine trusts "idle" only while it is fresh.
+        return encode_mark(source, intake.latest_ms, intake.quiet_since_ms, said_ms=now_ms)
 
     def _poison(self, tp: TopicPartition, record: Record, reason: str) -> PoisonRecorded:
         self.poisoned += 1

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 
 __all__ = ["follow_records", "read_to_end"]
@@ -63,8 +64,19 @@ async def _seek_back(consumer: AIOKafkaConsumer, topics: list[str], lookback_s: 
         consumer.seek(tp, hit.offset if hit is not None else ends[tp])
 
 
-async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every committed record of ``topic`` up to its current end (read_committed)."""
+async def read_to_end(
+    bootstrap: str, topic: str, *, timeout_s: float = 120.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of ``topic`` up to its current end (read_committed).
+
+    All of it or an error, never a part: a stage rebuilds its engines from this, and a
+    partial read right after a broker restart (fetches answering nothing while the
+    broker loads its logs) rebuilt them from an old snapshot while the committed offsets
+    were newer, losing the counts in between. A partition is read when its position
+    reaches the end taken at the start, or when the broker answered three fetches at an
+    unchanged position with nothing (a compacted gap up to the end); silence from the
+    broker never counts. Raises :class:`KafkaTimeoutError` after ``timeout_s``.
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -81,15 +93,34 @@ async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, 
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
         records: list[ConsumerRecord[bytes, bytes]] = []
-        idle_polls = 0
-        # A partition may end with transaction markers, which the client never surfaces
-        # as records, so stop after a few empty polls too.
-        while idle_polls < 3 and [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-            batch = await consumer.getmany(timeout_ms=300)
-            idle_polls = 0 if batch else idle_polls + 1
+        answers: dict[TopicPartition, tuple[int, int | None, int]] = {}
+        deadline = time.monotonic() + timeout_s
+        while behind := [tp for tp in parts if not await _read_up(consumer, tp, ends, answers)]:
+            if time.monotonic() > deadline:
+                raise KafkaTimeoutError(f"{topic}: not read to its end in {timeout_s:.0f}s")
+            batch = await consumer.getmany(*behind, timeout_ms=300)
             for part in batch.values():
                 records.extend(part)
         return records
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+async def _read_up(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    ends: dict[TopicPartition, int],
+    answers: dict[TopicPartition, tuple[int, int | None, int]],
+) -> bool:
+    position: int = await consumer.position(tp)
+    if position >= ends[tp]:
+        return True
+    polled: int | None = consumer.last_poll_timestamp(tp)
+    seen_at, seen_poll, empty = answers.get(tp, (position, polled, 0))
+    if seen_at != position:
+        empty = 0  # records came: count the broker's empty answers afresh
+    elif polled is not None and polled != seen_poll:
+        empty += 1  # one more answer from the broker, nothing in it
+    answers[tp] = (position, polled, empty)
+    return empty >= 3

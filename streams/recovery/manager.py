@@ -121,6 +121,7 @@ class RecoveryEngine(SagaSteps):
             record.pending = None  # a runner took the retry
             self._dirty.add(task_id)
         if type_ == "task.started":
+            record.running_on = (data.get("source") or {}).get("worker_id")
             if data.get("task_data") is not None:
                 record.task_data = bounded_task_data(data["task_data"], task_id)
         elif type_ == "operation.recorded":
@@ -133,6 +134,8 @@ class RecoveryEngine(SagaSteps):
                     }
                 )
         else:
+            if data.get("will_retry") is False:
+                record.running_on = None  # the runner gave up on it in process
             self._remember_error(record, data["error"])
 
     def capacity(self, kind: str, amount: float, where: str, at_ms: int, now_ms: int) -> None:
@@ -167,6 +170,36 @@ class RecoveryEngine(SagaSteps):
                 category="resource",
                 now_ms=now_ms,
             )
+
+    def worker_lost(self, worker_id: str, cause: str, now_ms: int) -> int:
+        """``worker_id`` stopped heartbeating (self-healing sent its restart to the
+        supervisor, ``cause`` being that command's id): every task whose current attempt
+        ran there and never ended is retried elsewhere now, not forgotten. The retry's
+        id derives from the command and the task, so hearing of the loss twice sends
+        one command; it is claimed like any retry (dead-lettered if no runner takes
+        it). Returns how many tasks were handed over."""
+        handed = 0
+        for record in list(self.tasks.values()):
+            if record.running_on != worker_id or record.pending is not None or record.saga:
+                continue
+            record.running_on = None
+            record.retried = True
+            self._dirty.add(record.task_id)
+            self._emit_retry(
+                record,
+                cause=f"{cause}|{record.task_id}",
+                qualifier="lost",
+                attempt=record.attempts + 1,
+                not_before_ms=now_ms,
+                reason=(
+                    f"worker {worker_id} stopped heartbeating with attempt "
+                    f"{record.attempts} in flight: retried elsewhere"
+                ),
+                category="transient",
+                now_ms=now_ms,
+            )
+            handed += 1
+        return handed
 
     # -- the clock -----------------------------------------------------------------------
 
@@ -251,6 +284,7 @@ class RecoveryEngine(SagaSteps):
             epoch_ms(event.occurred_at),
         )
         record.attempts = max(record.attempts, event.attempts)
+        record.running_on = None
         if event.task_data is not None:
             record.task_data = bounded_task_data(event.task_data, event.task_id)
         self._remember_error(record, event.error.model_dump(mode="json"))

@@ -61,6 +61,9 @@ class TaskRecord:
     # taken by a runner (dead-lettered at due_ms).
     pending: dict[str, Any] | None = None
     saga: dict[str, Any] | None = None
+    # The worker running the task (from its task.started) until the task ends there: if
+    # that worker is lost, the task is retried elsewhere.
+    running_on: str | None = None
 
     def entry(self) -> dict[str, Any]:
         """The state entry: a shallow dict (``asdict`` deep-copies task data and

@@ -23,11 +23,12 @@ from schemas import (
     DecodeError,
     Envelope,
     ResourceAvailable,
+    RunHealingAction,
     Source,
     WorkerHeartbeat,
     decode,
 )
-from schemas.topics import BREAKER_STATE, HEARTBEATS, TASK_EVENTS
+from schemas.topics import BREAKER_STATE, HEALING_COMMANDS, HEARTBEATS, TASK_EVENTS
 from streams.engine import EngineStage, Output
 from streams.engine.stage import Record
 from streams.facts import epoch_ms
@@ -92,7 +93,34 @@ class RecoveryStage(EngineStage[RecoveryEngine]):
         engine.load(entries)
 
     async def background(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(self._follow_capacity(stop), self._follow_breakers(stop))
+        await asyncio.gather(
+            self._follow_capacity(stop), self._follow_breakers(stop), self._follow_lost(stop)
+        )
+
+    async def _follow_lost(self, stop: asyncio.Event) -> None:
+        """Workers self-healing declared lost (a ``restart_worker`` sent to the
+        supervisor because the worker stopped heartbeating): their in-flight tasks may
+        sit in any partition, so every engine hears of it. Read group-less from the
+        commands still unexpired; repeats are harmless (ids derive from the command)."""
+        lookback = self.settings.healing_ttl_s
+        async for event in follow_events(
+            self.settings, [HEALING_COMMANDS.name], stop, lookback_s=lookback
+        ):
+            if not isinstance(event, RunHealingAction) or not event.for_supervisor:
+                continue
+            now_ms = self.now_ms()
+            if epoch_ms(event.expires_at) <= now_ms:
+                continue
+            for tp, engine in self.engines.items():
+                handed = engine.worker_lost(event.worker_id, event.command_id, now_ms)
+                if handed:
+                    log.warning(
+                        "errorflow.worker.worker_lost worker=%s partition=%d tasks_retried=%d",
+                        event.worker_id,
+                        tp.partition,
+                        handed,
+                    )
+                    self.touch(tp)
 
     async def _follow_breakers(self, stop: asyncio.Event) -> None:
         """Which services' fleet breakers are open (or half-open): retries for them

@@ -77,11 +77,8 @@ async def test_sustained_high_cpu_is_throttled_reported_and_lifted(
     try:
         async with ErrorHandler(config) as handler:
             me = handler.source.worker_id
-            # Once the scripted beats stop, the worker looks unresponsive and gets a
-            # restart: this hook stands in for the supervisor (else the runner — this
-            # test process — would exit with code 75).
-            restarts: list[dict[str, Any]] = []
-            handler.register_healing_hook("restart_worker", restarts.append)
+            # Once the scripted beats stop, the worker looks unresponsive: its restart
+            # goes to the supervisor (none here), never to the runner itself.
             await worker.ready(("healing",))
             healer = handler._background[-1]
             await asyncio.wait_for(healer.ready.wait(), 30)  # type: ignore[attr-defined]
@@ -108,10 +105,10 @@ async def test_sustained_high_cpu_is_throttled_reported_and_lifted(
     results = [e for e in events if e.type == "healing.result" and e.worker_id == me]
     throttles = [a for a in actions if a.action == "throttle_processing"]
     assert len(throttles) == 1  # the cooldown holds: exactly one
-    throttle = [
+    throttle = [  # the runner's answers (the stage's own say "kind")
         (r.status, r.details.get("restored", False))
         for r in results
-        if r.action == "throttle_processing"
+        if r.action == "throttle_processing" and "kind" not in r.details
     ]
     assert throttle == [("done", False), ("done", True)]
     assert [
@@ -148,3 +145,90 @@ async def test_when_most_of_the_fleet_is_hot_nothing_acts_and_one_alert_fires(
     assert not [
         e for e in events if e.type == "healing.action" and e.worker_id.startswith(f"fleet-{run}")
     ]
+
+
+async def test_a_silent_worker_is_restarted_once_by_the_supervisor_and_its_tasks_run_elsewhere(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A worker beats, has two tasks in flight (a third finished), and falls silent: the
+    supervisor hook of another runner gets exactly one restart for it (a repeat within
+    the cooldown is held back and said so), that runner re-runs the two unfinished
+    tasks once each, and since the worker stays down one worker_down alert fires."""
+    run = uuid.uuid4().hex[:6]
+    lost = f"lost-{run}"
+    template = f"tpl-lost-{run}"
+    origin = s.Source(
+        runner_id=f"r-{lost}", worker_id=lost, host=f"host-{run}", pid=2, sdk_version="0"
+    )
+    env = {"ERRORFLOW_WORKER_HEALING_VERIFY_S": "3"}
+    worker = WorkerProcess(kafka_bootstrap, f"it-lost-{run}", "w1", tmp_path, env).start()
+    since = await end_offsets(kafka_bootstrap, [ALERTS, COMMANDS, HEARTBEATS])
+    ran: list[str] = []
+    restarts: list[dict[str, Any]] = []
+    config = SDKConfig(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        data_dir=tmp_path / "b",
+        runner_id=f"supervisor-{run}",
+        consume_commands=True,
+        command_group=f"it-lost-{run}",
+    )
+    try:
+        async with ErrorHandler(config) as b:
+            b.register_executor(lambda data: ran.append(data["task"]), template_id=template)
+            await b.register_supervisor_hook(restarts.append)
+            await asyncio.wait_for(b._supervisor.ready.wait(), 30)
+            await worker.ready(("healing", "recovery"))
+            now = datetime.now(UTC)
+            task = {"template_id": template, "operation_type": "image_generation", "attempt": 1}
+            events: list[s.Envelope] = [
+                s.TaskStarted(
+                    **task, task_id=t, task_data={"task": t}, source=origin, occurred_at=now
+                )
+                for t in ("t1", "t2", "t3")
+            ]
+            events.append(
+                s.TaskSucceeded(**task, task_id="t3", duration_ms=5, source=origin, occurred_at=now)
+            )
+            events += [
+                s.WorkerHeartbeat(
+                    worker_id=lost,
+                    interval_s=1.0,
+                    cpu_percent=10.0,
+                    memory_rss_bytes=1 << 30,
+                    disk_free_bytes=500 << 30,
+                    disk_total_bytes=1000 << 30,
+                    queue_depth=0,
+                    in_flight=2,
+                    source=origin,
+                    occurred_at=now - timedelta(seconds=2 - i),
+                )
+                for i in range(3)
+            ]
+            await produce(kafka_bootstrap, events)
+            alerts: list[Any] = []
+            deadline = time.monotonic() + 60
+            while not alerts and time.monotonic() < deadline:
+                found = await _events(kafka_bootstrap, since, {"alert.firing"}, 1)
+                alerts = [
+                    e for e in found if e.name == "worker_down" and e.labels["worker_id"] == lost
+                ]
+            await _until(lambda: len(ran) >= 2, timeout_s=30)
+            assert await b.publisher.flush(timeout_s=20)
+    finally:
+        worker.stop()
+    found = await _events(
+        kafka_bootstrap, since, {"healing.action", "healing.result", "alert.firing"}, 5
+    )
+    actions = [e for e in found if e.type == "healing.action" and e.worker_id == lost]
+    results = [e for e in found if e.type == "healing.result" and e.worker_id == lost]
+    assert [(a.action, a.params["via"], a.params["host"]) for a in actions] == [
+        ("restart_worker", "supervisor", origin.host)
+    ]
+    assert [(r["worker_id"], r["runner_id"]) for r in restarts] == [(lost, origin.runner_id)]
+    kinds = sorted((r.details.get("kind", "runner"), r.status) for r in results)
+    # The supervisor's answer, the held-back repeat (cooldown), the failed verification.
+    assert kinds == [("runner", "done"), ("suppressed", "skipped"), ("verification", "failed")]
+    assert [
+        e.name for e in found if e.type == "alert.firing" and e.labels.get("worker_id") == lost
+    ] == ["worker_down"]
+    assert sorted(ran) == ["t1", "t2"]

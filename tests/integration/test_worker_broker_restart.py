@@ -97,7 +97,12 @@ async def test_windows_are_exact_across_a_broker_restart_under_load(
     bootstrap = private_broker.bootstrap
     app_id = f"it-restart-{uuid.uuid4().hex[:6]}"
     service, template = f"svc-{uuid.uuid4().hex[:6]}", f"tpl-{uuid.uuid4().hex[:6]}"
-    worker = WorkerProcess(bootstrap, app_id, "w1", tmp_path).start()
+    # The load is built and sent in seconds, so its records reach Kafka a few seconds
+    # after their event time; an input is called idle only after 15 s at its end, so
+    # that delay never lets the clock close a window before its records are read (an
+    # idle close is for traffic that stopped, and counts arriving later are late).
+    env = {"ERRORFLOW_WORKER_IDLE_CLOSE_S": "15"}
+    worker = WorkerProcess(bootstrap, app_id, "w1", tmp_path, env).start()
     produced: list[s.Envelope] = []
     try:
         await worker.ready(("ingest", "detect"))
@@ -130,4 +135,5 @@ async def test_windows_are_exact_across_a_broker_restart_under_load(
         }
         for key in expected
     }
-    assert got == expected, f"windows (got, expected): {wrong}"
+    late = [line for line in worker.log.read_text().splitlines() if "worker.late " in line]
+    assert got == expected, f"windows (got, expected): {wrong}; late counts: {late[:3]}"

@@ -172,3 +172,25 @@ def test_only_an_input_its_reader_calls_idle_stops_holding_windows() -> None:
         ("service=a", 0)
     ]
     assert closed[0].counts.attempts == 3
+
+
+def test_an_idle_word_goes_stale_when_its_reader_falls_silent() -> None:
+    """An input called idle counts as idle only while its reader keeps saying so: when
+    the words stop (a broker outage — records appended just before it are still unread),
+    the input holds the watermark again and no window closes by the clock. Before, one
+    idle word held for good, and 12 partials of a broker-restart run arrived late."""
+    analytics = ErrorAnalytics(_config())
+    analytics.observe_counts("service=a", T0 + 500, analytics_counts())
+    analytics.mark_source("task-events:0", T0 + 800, idle_since_ms=T0 + 50_000, said_ms=T0 + 50_000)
+    # Still saying idle, fresh: idle for 10 s at 60 s (nothing closes yet at 59.9 s).
+    analytics.mark_source("task-events:0", T0 + 800, idle_since_ms=T0 + 50_000, said_ms=T0 + 59_000)
+    assert analytics.tick(T0 + 59_900, idle_ms=10_000, fresh_ms=1_500)[0] == []
+    # The reader falls silent at 59 s: at 61 s its idleness is 2 s old, so not believed.
+    assert analytics.tick(T0 + 61_000, idle_ms=10_000, fresh_ms=1_500)[0] == []
+    assert analytics.tick(T0 + 90_000, idle_ms=10_000, fresh_ms=1_500)[0] == []
+    # It speaks again: still idle, said just now, so the clock closes the window.
+    analytics.mark_source("task-events:0", T0 + 800, idle_since_ms=T0 + 50_000, said_ms=T0 + 90_500)
+    closed = analytics.tick(T0 + 91_000, idle_ms=10_000, fresh_ms=1_500)[0]
+    assert [(w.key, w.window.start_ms - T0) for w in closed if w.spec.startswith("tumbling")] == [
+        ("service=a", 0)
+    ]

@@ -287,3 +287,43 @@ def test_a_retry_no_runner_takes_is_dead_lettered_after_the_max_wait() -> None:
     started = s.TaskStarted(source=SOURCE, occurred_at=_at(2_000), **TASK, attempt=2)
     taken.apply(started, NOW + 2_000)
     assert taken.tick(NOW + 60_000) == []
+
+
+def _started(task_id: str, worker: str) -> s.TaskStarted:
+    source = SOURCE.model_copy(update={"worker_id": worker})
+    return s.TaskStarted(
+        source=source,
+        occurred_at=_at(0),
+        **{**TASK, "task_id": task_id},
+        attempt=1,
+        task_data={"prompt": task_id},
+    )
+
+
+def test_a_lost_workers_in_flight_tasks_are_retried_elsewhere_once() -> None:
+    """Of three tasks started on a worker that is then lost, the two that never ended
+    get one retry each (attempt 2, their task data, ids from the healing command); the
+    finished one and a task on another worker get none; hearing of the loss again, or
+    from an engine rebuilt from the state entries, sends nothing new."""
+    engine = _engine()
+    for task_id, worker in (("a", "w-lost"), ("b", "w-lost"), ("c", "w-lost"), ("d", "w-ok")):
+        engine.apply(_started(task_id, worker), NOW)
+    engine.apply(
+        s.TaskSucceeded(
+            source=SOURCE, occurred_at=_at(5), **{**TASK, "task_id": "c"}, attempt=1, duration_ms=5
+        ),
+        NOW,
+    )
+    entries = {k: v for k, v in engine.changes().items() if v is not None}
+    assert engine.worker_lost("w-lost", "cmd-1", NOW + 30_000) == 2
+    retries = engine.tick(NOW + 30_000)
+    assert sorted((r.task_id, r.attempt, r.task_data["prompt"]) for r in retries) == [  # type: ignore[attr-defined]
+        ("a", 2, "a"),
+        ("b", 2, "b"),
+    ]
+    assert engine.worker_lost("w-lost", "cmd-1", NOW + 31_000) == 0
+    rebuilt = _engine()
+    rebuilt.load(entries)  # as after a crash before the handover committed
+    assert rebuilt.worker_lost("w-lost", "cmd-1", NOW + 30_000) == 2
+    again = rebuilt.tick(NOW + 30_000)
+    assert sorted(r.command_id for r in again) == sorted(r.command_id for r in retries)  # type: ignore[attr-defined]
