@@ -328,9 +328,22 @@ def create_app(
         return {**totals, "by_template_and_category": by}
 
     @app.get("/api/v1/errors/self-healing/stats", dependencies=read)
-    async def healing(hours: int = Query(24, ge=1, le=24 * 31)) -> list[dict[str, Any]]:
+    async def healing(
+        hours: int = Query(24, ge=1, le=24 * 31),
+        worker_id: str | None = Query(None, min_length=1, max_length=200),
+    ) -> dict[str, Any]:
+        """Per detector and action: issued, dry-run, succeeded/failed/skipped (the
+        executor's answer), verified/unverified, held back by cooldown, rate limit,
+        budget or give-up (of one worker with ``worker_id``); plus the latest actions
+        with their outcome."""
         since = datetime.now(UTC) - timedelta(hours=hours)
-        return await ch.run(queries.healing_history, ch.client, database=database, since=since)
+        stats = await ch.run(
+            queries.healing_stats, ch.client, database=database, since=since, worker_id=worker_id
+        )
+        recent = await ch.run(
+            queries.healing_history, ch.client, database=database, since=since, limit=50
+        )
+        return {"hours": hours, **stats, "recent": recent}
 
     @app.post("/api/v1/errors/self-healing/diagnose", dependencies=mutate)
     async def diagnose() -> dict[str, Any]:

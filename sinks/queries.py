@@ -305,6 +305,46 @@ def healing_history(
     return _rows(client, sql, _window(since, until, timedelta(days=7)) | {"limit": limit})
 
 
+def healing_stats(
+    client: Client,
+    *,
+    database: str = "errorflow",
+    since: datetime | None = None,
+    worker_id: str | None = None,
+) -> dict[str, Any]:
+    """Self-healing per detector and action since ``since`` (:func:`healing.stats.tally`):
+    issued, answered, verified, held back — of one worker, or of all."""
+    from healing.stats import tally
+
+    window = {**_window(since, None, timedelta(days=1)), "worker": worker_id or ""}
+    mine = "AND ({worker:String} = '' OR worker_id = {worker:String})"
+    actions = _rows(
+        client,
+        f"""
+        SELECT command_id, action, JSONExtractString(payload, 'params', 'problem') AS problem,
+               JSONExtractBool(payload, 'params', 'dry_run') AS dry_run
+        FROM {database}.commands
+        WHERE _error = '' AND type = 'healing.action' {mine}
+          AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}}
+        """,  # noqa: S608
+        window,
+    )
+    results = _rows(
+        client,
+        f"""
+        SELECT command_id, action, status,
+               JSONExtractString(payload, 'details', 'kind') AS kind,
+               JSONExtractString(payload, 'details', 'problem') AS problem,
+               JSONExtractString(payload, 'details', 'verdict') AS verdict
+        FROM {database}.healing_actions
+        WHERE _error = '' {mine}
+          AND occurred_at >= {{since:DateTime64(3)}} AND occurred_at < {{until:DateTime64(3)}}
+        """,  # noqa: S608
+        window,
+    )
+    return tally(actions, results)
+
+
 def recent_anomalies(
     client: Client,
     *,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -260,6 +261,75 @@ async def test_diagnose_returns_the_findings_of_a_scripted_fleet(
     leak = next(f for f in body["findings"] if f["worker_id"] == f"leak-{run}")
     assert leak["evidence"]["slope_bytes_per_s"] > 0
     assert leak["evidence"]["r2"] > 0.99
+
+
+async def test_healing_stats_count_what_the_stream_worker_and_runners_said(
+    serve: ServeProcess, kafka_bootstrap: str
+) -> None:
+    """Actions, a runner's answers (a throttle answers twice), the stream worker's
+    verification and a held-back repeat, through Kafka and the sink: the stats of that
+    worker count each once."""
+    worker = f"stats-{uuid.uuid4().hex[:6]}"
+    later = datetime.now(UTC) + timedelta(minutes=5)
+
+    def action(cid: str, name: str, problem: str, **params: object) -> s.Envelope:
+        return s.RunHealingAction(
+            command_id=cid,
+            causation_id=cid,
+            worker_id=worker,
+            action=name,
+            params={"problem": problem, **params},
+            reason=problem,
+            expires_at=later,
+            source=SOURCE,
+        )
+
+    def result(cid: str, name: str, status: str, **details: object) -> s.Envelope:
+        return s.HealingResult(
+            command_id=cid,
+            worker_id=worker,
+            action=name,
+            status=status,
+            details=details,  # type: ignore[arg-type]
+            source=SOURCE,
+        )
+
+    events = [
+        action(f"{worker}-1", "throttle_processing", "high_cpu"),
+        result(f"{worker}-1", "throttle_processing", "done", limit=1),
+        result(f"{worker}-1", "throttle_processing", "done", restored=True),
+        result(
+            f"{worker}-1", "throttle_processing", "done", kind="verification", problem="high_cpu"
+        ),
+        result(
+            f"{worker}-h",
+            "throttle_processing",
+            "skipped",
+            kind="suppressed",
+            problem="high_cpu",
+            verdict="cooldown",
+        ),
+        action(f"{worker}-2", "reload_model", "model_corruption", dry_run=True),
+        result(f"{worker}-2", "reload_model", "skipped", why="dry-run"),
+    ]
+    await produce(kafka_bootstrap, events)
+    counted = f"SELECT count() FROM healing_actions WHERE worker_id = '{worker}'"
+    assert serve.wait_for(counted, 5, timeout_s=60) == 5
+    counted = f"SELECT count() FROM commands WHERE worker_id = '{worker}'"
+    assert serve.wait_for(counted, 2, timeout_s=60) == 2
+    body = serve.get(f"/api/v1/errors/self-healing/stats?worker_id={worker}")
+    rows = {(r["problem"], r["action"]): r for r in body["by_detector"]}
+    cpu = rows[("high_cpu", "throttle_processing")]
+    assert (cpu["issued"], cpu["succeeded"], cpu["verified"], cpu["suppressed_cooldown"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    model = rows[("model_corruption", "reload_model")]
+    assert (model["issued"], model["dry_run"], model["skipped"]) == (0, 1, 1)
+    assert body["totals"]["issued"] == 1
+    assert {r["command_id"] for r in body["recent"]} >= {f"{worker}-1", f"{worker}-2"}
 
 
 async def test_dead_letters_are_listed_and_replayed_with_a_dry_run_first(
