@@ -51,6 +51,7 @@ class Beat:
     in_flight: int
     bad_models: tuple[str, ...] = ()
     stopping: bool = False  # the worker's last beat before a deliberate shutdown
+    load_errors: tuple[tuple[str, int], ...] = ()  # (model, failed loads since start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,8 @@ class DetectorConfig:
     cpu_window_s: float = 120.0  # sustained: every beat of this window above
     disk_free_fraction: float = 0.05
     disk_horizon_s: float = 3600.0  # or projected to run out within this long
-    model_load_errors: int = 3  # repeated model-load errors for one model
+    model_load_errors: int = 3  # repeated model-load errors for one model ...
+    model_load_window_s: float = 60.0  # ... within this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +236,19 @@ def model_corruption(
     )
 
 
+def recent_load_errors(beats: Sequence[Beat], config: DetectorConfig) -> dict[str, int]:
+    """Failed loads per model within ``model_load_window_s`` of the last beat: the
+    growth of each model's count since the oldest beat of that window."""
+    if not beats:
+        return {}
+    since = beats[-1].at_ms - int(config.model_load_window_s * 1000)
+    window = [b for b in beats if b.at_ms >= since]
+    earlier = [b for b in beats if b.at_ms < since]
+    base = dict(earlier[-1].load_errors) if earlier else {}
+    last = dict(window[-1].load_errors)
+    return {m: n - base.get(m, 0) for m, n in last.items() if n - base.get(m, 0) > 0}
+
+
 def diagnose(
     worker: str,
     beats: Sequence[Beat],
@@ -241,7 +256,8 @@ def diagnose(
     config: DetectorConfig,
     load_errors: dict[str, int] | None = None,
 ) -> list[Diagnosis]:
-    """Every detector on one worker's beats (oldest first)."""
+    """Every detector on one worker's beats (oldest first); model-load errors from the
+    beats' counts unless given."""
     gone = unresponsive(worker, beats, now_ms, config)
     if gone is not None:
         return [gone]  # its other numbers are stale
@@ -250,6 +266,11 @@ def diagnose(
         resource_leak(worker, beats, config),
         high_cpu(worker, beats, now_ms, config),
         low_disk(worker, beats, config),
-        model_corruption(worker, beats, load_errors or {}, config),
+        model_corruption(
+            worker,
+            beats,
+            recent_load_errors(beats, config) if load_errors is None else load_errors,
+            config,
+        ),
     ]
     return [d for d in found if d is not None]

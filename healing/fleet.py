@@ -13,15 +13,23 @@ from healing.policy import HealingPolicy, PolicyConfig
 __all__ = ["beats_by_worker", "diagnose_fleet"]
 
 
-def _bad_models(raw: Any) -> tuple[str, ...]:
+def _models(raw: Any) -> list[dict[str, Any]]:
     try:
         models = json.loads(raw) if isinstance(raw, str) and raw else raw
     except ValueError:
-        return ()
-    if not isinstance(models, list):
-        return ()
+        return []
+    return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+
+
+def _bad_models(models: list[dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(str(m.get("name")) for m in models if m.get("checksum_ok") is False)
+
+
+def _load_errors(models: list[dict[str, Any]]) -> tuple[tuple[str, int], ...]:
     return tuple(
-        str(m.get("name")) for m in models if isinstance(m, dict) and m.get("checksum_ok") is False
+        (str(m.get("name")), int(m["load_errors"]))
+        for m in models
+        if isinstance(m.get("load_errors"), int) and m["load_errors"] > 0
     )
 
 
@@ -29,6 +37,7 @@ def beats_by_worker(rows: Iterable[dict[str, Any]]) -> dict[str, list[Beat]]:
     """Heartbeat rows (worker_id, at_ms, ...) grouped per worker, oldest first."""
     out: dict[str, list[Beat]] = {}
     for row in rows:
+        models = _models(row.get("models"))
         out.setdefault(row["worker_id"], []).append(
             Beat(
                 at_ms=int(row["at_ms"]),
@@ -39,8 +48,9 @@ def beats_by_worker(rows: Iterable[dict[str, Any]]) -> dict[str, list[Beat]]:
                 disk_total_bytes=int(row["disk_total_bytes"]),
                 queue_depth=int(row["queue_depth"]),
                 in_flight=int(row["in_flight"]),
-                bad_models=_bad_models(row.get("models")),
+                bad_models=_bad_models(models),
                 stopping=bool(row.get("stopping")),
+                load_errors=_load_errors(models),
             )
         )
     for beats in out.values():

@@ -36,9 +36,7 @@ COUNTS = (
 _ANSWER = {"failed": 3, "done": 2, "skipped": 1}
 
 
-def tally(
-    actions: Iterable[dict[str, Any]], results: Iterable[dict[str, Any]]
-) -> dict[str, Any]:
+def tally(actions: Iterable[dict[str, Any]], results: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """``actions``: rows (command_id, action, problem, dry_run); ``results``: rows
     (command_id, action, status, kind, problem, verdict). Returns the totals and one
     row per (problem, action)."""

@@ -90,6 +90,8 @@ class ErrorHandler(RunnerRegistry):
         self.gate = TaskGate()
         self.healing_hooks: dict[str, Callable[..., Any]] = {}
         self.supervisor_hook: Callable[..., Any] | None = None
+        #: Failed loads per model since start (heartbeats carry them: model corruption).
+        self.model_load_errors: dict[str, int] = {}
         self._supervisor: Any = None
         self.counters = {
             "tasks": 0,
@@ -158,6 +160,12 @@ class ErrorHandler(RunnerRegistry):
         """What this runner does for ``action`` (``restart_worker``, ``scale_resources``,
         ``reload_model``): called with the action's params."""
         self.healing_hooks[action] = func
+
+    def model_load_failed(self, model: str) -> None:
+        """Count a failed load of ``model``: the next heartbeats carry the count, and
+        repeated failures within a minute are diagnosed as model corruption (healing's
+        ``reload_model``). Call it where the runner loads models."""
+        self.model_load_errors[model] = self.model_load_errors.get(model, 0) + 1
 
     async def register_supervisor_hook(self, func: Callable[..., Any]) -> None:
         """Make this process a supervisor: ``func`` restarts *another* worker that

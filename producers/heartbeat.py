@@ -41,6 +41,15 @@ def _rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _with_load_errors(models: list[ModelStatus], errors: dict[str, int]) -> list[ModelStatus]:
+    """The probe's models with their failed-load counts; models only known by their
+    failures are added with their checksum unknown."""
+    out = [m.model_copy(update={"load_errors": errors.get(m.name, m.load_errors)}) for m in models]
+    known = {m.name for m in models}
+    out += [ModelStatus(name=n, load_errors=c) for n, c in sorted(errors.items()) if n not in known]
+    return out
+
+
 class HeartbeatEmitter:
     def __init__(self, handler: ErrorHandler, *, interval_s: float, disk_path: str = ".") -> None:
         self.handler = handler
@@ -86,8 +95,11 @@ class HeartbeatEmitter:
         }
         if self.probes.gpu is not None:
             fields["gpu"] = self.probes.gpu()
-        if self.probes.models is not None:
-            fields["models"] = self.probes.models()
+        models = list(self.probes.models()) if self.probes.models is not None else []
+        if self.handler.model_load_errors:
+            models = _with_load_errors(models, self.handler.model_load_errors)
+        if models or self.probes.models is not None:
+            fields["models"] = models
         if stopping:
             fields["stopping"] = True
         self.handler.emit(WorkerHeartbeat, **fields)

@@ -123,7 +123,9 @@ class CallCompleted(Envelope):
 
 class ModelStatus(WireModel):
     name: str
-    checksum_ok: bool
+    checksum_ok: bool | None = None  # None: not checked (only load errors known)
+    # Failed loads of this model since the runner started (``model_load_failed``).
+    load_errors: int | None = Field(None, ge=0)
 
 
 class GpuStatus(WireModel):

@@ -117,7 +117,8 @@ class HealingStage(EngineStage[Watch]):
             self.undecodable += 1  # the sink keeps heartbeats' poison with its reason
             return
         if isinstance(event, WorkerHeartbeat):
-            bad = tuple(m.name for m in event.models or [] if not m.checksum_ok)
+            bad = tuple(m.name for m in event.models or [] if m.checksum_ok is False)
+            loads = tuple((m.name, m.load_errors) for m in event.models or [] if m.load_errors)
             beat = Beat(
                 epoch_ms(event.occurred_at),
                 event.interval_s,
@@ -129,6 +130,7 @@ class HealingStage(EngineStage[Watch]):
                 event.in_flight,
                 bad,
                 bool(event.stopping),
+                loads,
             )
             engine.beats.setdefault(event.worker_id, deque(maxlen=_HISTORY)).append(beat)
             engine.origin[event.worker_id] = (event.source.host, event.source.runner_id)

@@ -93,6 +93,18 @@ def test_backlog_needs_depth_and_growth_and_models_need_checksums() -> None:
     assert "model_corruption" not in problems([beat(0)], load_errors={"sdxl": 2})
 
 
+def test_model_load_errors_count_within_their_window_only() -> None:
+    """Three failed loads of one model within a minute of beats (the counts are totals
+    since the runner started) are corruption; the same three spread over ten minutes,
+    or old failures that stopped growing, are not."""
+    fast = [beat(i, load_errors=(("sdxl", n),)) for i, n in enumerate([0, 1, 2, 3])]
+    assert "model_corruption" in problems(fast)
+    slow = [beat(i * 30, load_errors=(("sdxl", i),)) for i in range(4)]  # 5 min apart
+    assert "model_corruption" not in problems(slow)
+    stopped = [beat(i, load_errors=(("sdxl", 9),)) for i in range(12)]
+    assert "model_corruption" not in problems(stopped)
+
+
 def test_policy_cooldown_rate_limit_budget_and_dry_run() -> None:
     """One action per cooldown; most of the fleet at once → none (budget); dry-run acts
     on nothing; failures in a row stop the remedy."""

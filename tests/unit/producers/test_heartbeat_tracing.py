@@ -34,6 +34,35 @@ def test_heartbeat_reports_process_and_probe_values() -> None:
     assert beat.models == [s.ModelStatus(name="sdxl", checksum_ok=False)]
 
 
+async def test_failed_model_loads_ride_on_beats_and_the_last_beat_says_stopping() -> None:
+    """Counts from model_load_failed join the probe's models (or add the model with its
+    checksum unknown); stopping the emitter sends one last beat that says stopping, and
+    a worker whose last beat says so is never diagnosed unresponsive."""
+    from healing.detectors import Beat, DetectorConfig, unresponsive
+
+    handler = create_test_handler()
+    emitter = HeartbeatEmitter(handler, interval_s=5)
+    emitter.probes.models = lambda: [s.ModelStatus(name="sdxl", checksum_ok=True)]
+    for model in ("sdxl", "flux", "flux"):
+        handler.model_load_failed(model)
+    emitter.beat()
+    await emitter.start()
+    await emitter.stop()
+    publisher = handler.publisher
+    assert isinstance(publisher, InMemoryPublisher)
+    first, *_, last = publisher.of_type("worker.heartbeat")
+    assert isinstance(first, s.WorkerHeartbeat)
+    assert isinstance(last, s.WorkerHeartbeat)
+    assert first.models == [
+        s.ModelStatus(name="sdxl", checksum_ok=True, load_errors=1),
+        s.ModelStatus(name="flux", load_errors=2),
+    ]
+    assert (first.stopping, last.stopping) == (None, True)
+    beat = Beat(0, 5.0, 1.0, 1, 1, 2, 0, 0, stopping=True)
+    assert unresponsive("w", [beat], 3_600_000, DetectorConfig()) is None
+    assert unresponsive("w", [Beat(0, 5.0, 1.0, 1, 1, 2, 0, 0)], 3_600_000, DetectorConfig())
+
+
 async def test_events_carry_the_active_opentelemetry_span() -> None:
     """Inside an active span, task events carry its W3C trace and span ids."""
     handler = create_test_handler()
