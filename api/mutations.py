@@ -75,27 +75,20 @@ def router(ctx: ApiContext) -> APIRouter:
         """Replay dead letters as `errorflow dlq replay` does: the newest letter per task
         that matches, held back while its service's fleet breaker is open (unless
         ``force``), paced at ``rate_per_s``; ``dry_run`` only says what it would do."""
-        from streams.recovery.dead_letters import (
-            Selection,
-            plan_replay,
-            read_letters,
-            read_open_breakers,
-            replay,
-        )
+        from streams.recovery.dead_letters import Selection, plan_for, replay
 
-        if not (body.task_ids or body.fingerprint or body.since or body.until or body.all):
-            raise HTTPException(
-                422, "say what to replay: task_ids, fingerprint, since/until, or all"
-            )
         selection = Selection(
             task_ids=frozenset(body.task_ids),
             fingerprint=body.fingerprint,
             since=body.since,
             until=body.until,
         )
+        if not (selection.narrows or body.all):
+            raise HTTPException(
+                422, "say what to replay: task_ids, fingerprint, since/until, or all"
+            )
         bootstrap = ctx.bootstrap_servers
-        letters = await read_letters(bootstrap, selection)
-        plan = plan_replay(letters, await read_open_breakers(bootstrap), force=body.force)
+        letters, plan = await plan_for(bootstrap, selection, force=body.force)
         held = [{"task_id": letter.task_id, "open_service": svc} for letter, svc in plan.refused]
         if body.dry_run:
             return {

@@ -9,13 +9,7 @@ import sys
 from datetime import UTC, datetime
 
 from deploy.settings import DeploySettings
-from streams.recovery.dead_letters import (
-    Selection,
-    plan_replay,
-    read_letters,
-    read_open_breakers,
-    replay,
-)
+from streams.recovery.dead_letters import Selection, plan_for, read_letters, replay
 
 __all__ = ["register"]
 
@@ -54,7 +48,7 @@ def _list(args: argparse.Namespace, settings: DeploySettings) -> int:
 
 def _replay(args: argparse.Namespace, settings: DeploySettings) -> int:
     selection = _selection(args)
-    if not (selection.task_ids or selection.fingerprint or args.since or args.until or args.all):
+    if not (selection.narrows or args.all):
         print(
             "errorflow dlq replay: say what to replay (--task-id, --fingerprint, "
             "--since/--until), or --all",
@@ -62,8 +56,7 @@ def _replay(args: argparse.Namespace, settings: DeploySettings) -> int:
         )
         return 2
     bootstrap = settings.bootstrap_servers
-    letters = asyncio.run(read_letters(bootstrap, selection))
-    plan = plan_replay(letters, asyncio.run(read_open_breakers(bootstrap)), force=args.force)
+    letters, plan = asyncio.run(plan_for(bootstrap, selection, force=args.force))
     print(
         f"matched {len(letters)}; to replay {len(plan.replay)}; "
         f"held back (breaker open) {len(plan.refused)}"

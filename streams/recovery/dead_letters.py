@@ -35,7 +35,14 @@ from schemas.topics import BREAKER_STATE, DEAD_LETTER
 from streams.engine.follow import read_to_end
 from streams.recovery.records import command_event
 
-__all__ = ["Selection", "plan_replay", "read_letters", "read_open_breakers", "replay"]
+__all__ = [
+    "Selection",
+    "plan_for",
+    "plan_replay",
+    "read_letters",
+    "read_open_breakers",
+    "replay",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,11 @@ class Selection:
     fingerprint: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+    @property
+    def narrows(self) -> bool:
+        """Whether anything is selected (a replay of everything must say ``all``)."""
+        return bool(self.task_ids or self.fingerprint or self.since or self.until)
 
     def matches(self, letter: TaskDeadLettered) -> bool:
         if self.task_ids and letter.task_id not in self.task_ids:
@@ -77,6 +89,15 @@ def plan_replay(
         else:
             replay.append(letter)
     return ReplayPlan(replay, refused)
+
+
+async def plan_for(
+    bootstrap: str, selection: Selection, *, force: bool
+) -> tuple[list[TaskDeadLettered], ReplayPlan]:
+    """The letters that match and what a replay of them would do now (the fleet
+    breakers as they stand): what `errorflow dlq replay` and the API both start from."""
+    letters = await read_letters(bootstrap, selection)
+    return letters, plan_replay(letters, await read_open_breakers(bootstrap), force=force)
 
 
 def replay_command(letter: TaskDeadLettered, run_id: str, who: str, source: Source) -> RetryTask:

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -211,8 +212,6 @@ def test_metrics_are_prometheus_text(serve: ServeProcess) -> None:
 def _heartbeats(run: str) -> list[s.Envelope]:
     """A scripted fleet over the last 140 s: a leaking worker, a hot one, a silent
     one and a healthy one (10 s beats)."""
-    from datetime import UTC, datetime, timedelta
-
     now = datetime.now(UTC)
     out: list[s.Envelope] = []
     for i in range(15):
@@ -274,25 +273,18 @@ async def test_healing_stats_count_what_the_stream_worker_and_runners_said(
 
     def action(cid: str, name: str, problem: str, **params: object) -> s.Envelope:
         return s.RunHealingAction(
-            command_id=cid,
+            **common(cid, name),
             causation_id=cid,
-            worker_id=worker,
-            action=name,
             params={"problem": problem, **params},
             reason=problem,
             expires_at=later,
-            source=SOURCE,
         )
 
     def result(cid: str, name: str, status: str, **details: object) -> s.Envelope:
-        return s.HealingResult(
-            command_id=cid,
-            worker_id=worker,
-            action=name,
-            status=status,
-            details=details,  # type: ignore[arg-type]
-            source=SOURCE,
-        )
+        return s.HealingResult(**common(cid, name), status=status, details=details)  # type: ignore[arg-type]
+
+    def common(cid: str, name: str) -> dict[str, Any]:
+        return {"command_id": cid, "worker_id": worker, "action": name, "source": SOURCE}
 
     events = [
         action(f"{worker}-1", "throttle_processing", "high_cpu"),

@@ -25,24 +25,37 @@ COMMANDS = "errorflow.healing-commands"
 SOURCE = s.Source(runner_id="it-heal", worker_id="probe", host="h", pid=1, sdk_version="0")
 
 
-def _hot(worker: str, beats: int = 15) -> list[s.Envelope]:
-    """``beats`` heartbeats 10 s apart ending now, CPU at 97 %."""
+def _beats(
+    worker: str,
+    beats: int,
+    *,
+    every_s: float,
+    cpu: float,
+    in_flight: int = 1,
+    source: s.Source = SOURCE,
+) -> list[s.Envelope]:
+    """``beats`` heartbeats ``every_s`` apart ending now."""
     now = datetime.now(UTC)
     return [
         s.WorkerHeartbeat(
             worker_id=worker,
-            interval_s=10.0,
-            cpu_percent=97.0,
+            interval_s=every_s,
+            cpu_percent=cpu,
             memory_rss_bytes=1 << 30,
             disk_free_bytes=500 << 30,
             disk_total_bytes=1000 << 30,
             queue_depth=0,
-            in_flight=1,
-            source=SOURCE,
-            occurred_at=now - timedelta(seconds=10 * (beats - 1 - i)),
+            in_flight=in_flight,
+            source=source,
+            occurred_at=now - timedelta(seconds=every_s * (beats - 1 - i)),
         )
         for i in range(beats)
     ]
+
+
+def _hot(worker: str, beats: int = 15) -> list[s.Envelope]:
+    """``beats`` heartbeats 10 s apart ending now, CPU at 97 %."""
+    return _beats(worker, beats, every_s=10.0, cpu=97.0)
 
 
 async def _events(bootstrap: str, since: Any, topic_types: set[str], count: int) -> list[Any]:
@@ -189,21 +202,7 @@ async def test_a_silent_worker_is_restarted_once_by_the_supervisor_and_its_tasks
             events.append(
                 s.TaskSucceeded(**task, task_id="t3", duration_ms=5, source=origin, occurred_at=now)
             )
-            events += [
-                s.WorkerHeartbeat(
-                    worker_id=lost,
-                    interval_s=1.0,
-                    cpu_percent=10.0,
-                    memory_rss_bytes=1 << 30,
-                    disk_free_bytes=500 << 30,
-                    disk_total_bytes=1000 << 30,
-                    queue_depth=0,
-                    in_flight=2,
-                    source=origin,
-                    occurred_at=now - timedelta(seconds=2 - i),
-                )
-                for i in range(3)
-            ]
+            events += _beats(lost, 3, every_s=1.0, cpu=10.0, in_flight=2, source=origin)
             await produce(kafka_bootstrap, events)
             alerts: list[Any] = []
             deadline = time.monotonic() + 60
