@@ -52,6 +52,12 @@ class Beat:
     bad_models: tuple[str, ...] = ()
     stopping: bool = False  # the worker's last beat before a deliberate shutdown
     load_errors: tuple[tuple[str, int], ...] = ()  # (model, failed loads since start)
+    command_lag: int = 0  # commands waiting for it in its command groups
+
+    @property
+    def backlog(self) -> int:
+        """Its queue plus the commands waiting for it."""
+        return self.queue_depth + self.command_lag
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,18 +122,25 @@ def unresponsive(
 
 
 def queue_backlog(worker: str, beats: Sequence[Beat], config: DetectorConfig) -> Diagnosis | None:
-    """Queue depth above the threshold and growing over the last beats."""
+    """Backlog (queue depth plus the commands waiting for the worker) above the
+    threshold and growing over the last beats."""
     recent = list(beats[-(config.backlog_growth + 1) :])
-    if len(recent) <= config.backlog_growth or recent[-1].queue_depth <= config.backlog_depth:
+    if len(recent) <= config.backlog_growth or recent[-1].backlog <= config.backlog_depth:
         return None
-    depths = [b.queue_depth for b in recent]
+    depths = [b.backlog for b in recent]
     if any(b <= a for a, b in zip(depths, depths[1:], strict=False)):
         return None
     return Diagnosis(
         worker,
         "queue_backlog",
         "scale_resources",
-        {"queue_depth": depths[-1], "depths": depths, "threshold": config.backlog_depth},
+        {
+            "backlog": depths[-1],
+            "queue_depth": recent[-1].queue_depth,
+            "command_lag": recent[-1].command_lag,
+            "depths": depths,
+            "threshold": config.backlog_depth,
+        },
     )
 
 

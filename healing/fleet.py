@@ -51,6 +51,7 @@ def beats_by_worker(rows: Iterable[dict[str, Any]]) -> dict[str, list[Beat]]:
                 bad_models=_bad_models(models),
                 stopping=bool(row.get("stopping")),
                 load_errors=_load_errors(models),
+                command_lag=int(row.get("command_lag") or 0),
             )
         )
     for beats in out.values():

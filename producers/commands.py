@@ -61,6 +61,8 @@ class CommandListener:
         }
         self._tasks: list[asyncio.Task[None]] = []
         self._joined: set[str] = set()
+        self._consumers: dict[str, AIOKafkaConsumer] = {}
+        self._handled_to: dict[tuple[str, Any], int] = {}  # (group, partition) → next
 
     def routes(self) -> list[tuple[str, str, str]]:
         """(consumer group, topic, what it serves) for every command this runner can act
@@ -206,6 +208,7 @@ class CommandListener:
             isolation_level="read_committed",
         )
         await consumer.start()
+        self._consumers[group] = consumer
         try:
             consumer.subscribe([topic])
             while True:
@@ -214,8 +217,21 @@ class CommandListener:
                     for record in records:
                         await self._handle(record.value, serves)
                         await consumer.commit({tp: record.offset + 1})
+                        self._handled_to[(group, tp)] = record.offset + 1
         finally:
+            self._consumers.pop(group, None)
             await consumer.stop()
+
+    def lag(self) -> int:
+        """Commands waiting for this runner: on the partitions its command groups hold,
+        the committed end minus where it is (heartbeats carry it: a queue backlog)."""
+        waiting = 0
+        for group, consumer in list(self._consumers.items()):
+            for tp in consumer.assignment():
+                end, done = consumer.last_stable_offset(tp), self._handled_to.get((group, tp))
+                if end is not None and done is not None:
+                    waiting += max(0, end - done)
+        return waiting
 
     def _decode(self, raw: bytes | None) -> Envelope | None:
         if raw is None:

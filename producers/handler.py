@@ -90,6 +90,7 @@ class ErrorHandler(RunnerRegistry):
         self.gate = TaskGate()
         self.healing_hooks: dict[str, Callable[..., Any]] = {}
         self.supervisor_hook: Callable[..., Any] | None = None
+        self.commands: Any = None  # the CommandListener, when consuming commands
         #: Failed loads per model since start (heartbeats carry them: model corruption).
         self.model_load_errors: dict[str, int] = {}
         self._supervisor: Any = None
@@ -122,7 +123,7 @@ class ErrorHandler(RunnerRegistry):
         if self.config.consume_commands:
             from producers.commands import CommandListener
 
-            listener = CommandListener(self)
+            listener = self.commands = CommandListener(self)
             await listener.start()
             self.on_registered = listener.refresh  # executors registered later join too
             self._background.append(listener)

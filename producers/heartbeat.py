@@ -102,6 +102,9 @@ class HeartbeatEmitter:
             fields["models"] = models
         if stopping:
             fields["stopping"] = True
+        commands = self.handler.commands
+        if commands is not None:
+            fields["command_lag"] = commands.lag()
         self.handler.emit(WorkerHeartbeat, **fields)
 
     async def _run(self) -> None:

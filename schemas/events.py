@@ -154,6 +154,8 @@ class WorkerHeartbeat(Envelope):
     # The last beat of a worker shutting down on purpose: its silence afterwards is
     # not a failure (self-healing restarts no worker that was stopped or scaled down).
     stopping: bool | None = None
+    # Commands waiting for this runner in its command groups (part of its backlog).
+    command_lag: int | None = Field(None, ge=0)
 
 
 class ResourceAvailable(Envelope):

@@ -464,7 +464,8 @@ def recent_heartbeats(
         SELECT worker_id, toUnixTimestamp64Milli(occurred_at) AS at_ms, interval_s,
                cpu_percent, memory_rss_bytes, disk_free_bytes, disk_total_bytes,
                queue_depth, in_flight, JSONExtractRaw(payload, 'models') AS models,
-               JSONExtractBool(payload, 'stopping') AS stopping
+               JSONExtractBool(payload, 'stopping') AS stopping,
+               JSONExtractUInt(payload, 'command_lag') AS command_lag
         FROM {database}.heartbeats
         WHERE _error = '' AND type = 'worker.heartbeat'
           AND occurred_at >= now64(3) - toIntervalSecond({{within:UInt32}})

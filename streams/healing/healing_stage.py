@@ -131,6 +131,7 @@ class HealingStage(EngineStage[Watch]):
                 bad,
                 bool(event.stopping),
                 loads,
+                event.command_lag or 0,
             )
             engine.beats.setdefault(event.worker_id, deque(maxlen=_HISTORY)).append(beat)
             engine.origin[event.worker_id] = (event.source.host, event.source.runner_id)

@@ -295,3 +295,59 @@ async def test_retry_commands_reach_only_the_runner_that_can_run_them(
         assert b._background[0].counters["handled"] == 20  # type: ignore[attr-defined]
     assert sorted(ran) == list(range(20))
     assert other == []
+
+
+async def test_heartbeats_count_the_commands_waiting_for_a_busy_runner(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Twenty retries for a runner whose executor is slow: while it works through them,
+    its heartbeat's command_lag says how many still wait (what the backlog detector
+    adds to the queue depth), and it falls to zero once all ran."""
+    from producers.heartbeat import HeartbeatEmitter
+
+    template = f"slow-{time.time_ns()}"
+    config = _config(
+        kafka_bootstrap, tmp_path, consume_commands=True, command_group=f"it-lag-{time.time_ns()}"
+    )
+    ran: list[int] = []
+
+    async def slow(data: dict[str, Any]) -> None:
+        await asyncio.sleep(0.3)
+        ran.append(data["i"])
+
+    async with ErrorHandler(config) as runner:
+        runner.register_executor(slow, template_id=template)
+        for i in range(20):
+            command = s.RetryTask(
+                command_id=s.command_id(f"{template}-{i}"),
+                causation_id=f"{template}-{i}",
+                task_id=f"{template}-task-{i}",
+                template_id=template,
+                operation_type="video_generation",
+                attempt=2,
+                not_before=s.utc_now(),
+                task_data={"i": i},
+                reason="transient error: retry",
+            )
+            kcat_produce(
+                kafka_bootstrap,
+                "errorflow.recovery-commands",
+                command.task_id,
+                s.encode(command).decode(),
+            )
+        deadline = time.monotonic() + 30
+        while len(ran) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        waiting = runner.commands.lag()
+        since = await end_offsets(kafka_bootstrap, ["errorflow.heartbeats"])
+        HeartbeatEmitter(runner, interval_s=5).beat()
+        assert await runner.publisher.flush(timeout_s=20)
+        while len(ran) < 20 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        done = runner.commands.lag()
+        me = runner.source.worker_id
+    records = await read_since(kafka_bootstrap, since, count=1, timeout_s=20)
+    [beat] = [b for r in records if (b := s.decode(r.value)).worker_id == me]  # type: ignore[attr-defined]
+    assert 0 < beat.command_lag <= 17  # type: ignore[attr-defined]
+    assert 0 < waiting <= 17
+    assert (sorted(ran), done) == (list(range(20)), 0)

@@ -88,6 +88,14 @@ def test_backlog_needs_depth_and_growth_and_models_need_checksums() -> None:
     assert "queue_backlog" in problems(growing)
     steady = [beat(i, queue_depth=500) for i in range(6)]
     assert "queue_backlog" not in problems(steady)
+    # Commands piling up for it count too (the lag of its command groups).
+    lagging = [beat(i, queue_depth=5, command_lag=90 + 20 * i) for i in range(6)]
+    [found] = diagnose("w1", lagging, lagging[-1].at_ms + 1000, CFG)
+    assert (found.problem, found.evidence["command_lag"], found.evidence["backlog"]) == (
+        "queue_backlog",
+        190,
+        195,
+    )
     assert "model_corruption" in problems([beat(0, bad_models=("sdxl",))])
     assert "model_corruption" in problems([beat(0)], load_errors={"sdxl": 3})
     assert "model_corruption" not in problems([beat(0)], load_errors={"sdxl": 2})
