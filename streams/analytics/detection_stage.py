@@ -94,7 +94,9 @@ class DetectionStage(EngineStage[ErrorAnalytics]):
 
     def collect(self, engine: ErrorAnalytics, now_ms: int) -> list[Output]:
         idle_ms = int(self.settings.idle_close_s * 1000)
-        windows, anomalies, changes = engine.tick(now_ms, idle_ms=idle_ms, fresh_ms=MARK_FRESH_MS)
+        # Idle words come once per checkpoint at most: with a slow tick, wait longer.
+        fresh_ms = max(MARK_FRESH_MS, int(3 * self.settings.tick_s * 1000))
+        windows, anomalies, changes = engine.tick(now_ms, idle_ms=idle_ms, fresh_ms=fresh_ms)
         self.counters["windows"] += len(windows)
         self.counters["anomalies"] += len(anomalies)
         self.counters["alerts"] += len(changes)
