@@ -7,7 +7,7 @@ fixes it (README, "Why not Faust"):
 
 1. produces ``--records`` numbered records to a fresh 6-partition topic;
 2. starts one Faust worker (at-least-once, the default guarantee) whose agent forwards
-   every record's number to an output topic;
+   every record's number to an output topic (one by one, or in ``--take`` batches);
 3. once a quarter of them went through, starts a second worker of the same app (a
    rebalance, no kill);
 4. waits until the output stops growing, then counts: numbers never forwarded (lost),
@@ -37,16 +37,23 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 _AGENT = """
 import sys, faust
-app_id, bootstrap, source, sink, datadir, port = sys.argv[1:7]
+app_id, bootstrap, source, sink, datadir, port, take = sys.argv[1:8]
+take = int(take)
 app = faust.App(app_id, broker=f"kafka://{bootstrap}", value_serializer="raw",
-                datadir=datadir, web_port=int(port), consumer_auto_offset_reset="earliest")
+                datadir=datadir, web_port=int(port), consumer_auto_offset_reset="earliest",
+                stream_buffer_maxsize=max(4096, 2 * take))
 inbox = app.topic(source, value_type=bytes, value_serializer="raw", key_serializer="raw")
 outbox = app.topic(sink, value_type=bytes, value_serializer="raw", key_serializer="raw")
 
 @app.agent(inbox)
 async def forward(stream):
-    async for value in stream:
-        await outbox.send(value=value)
+    if take > 1:  # batches, as a tuned pipeline reads them (the issue's setting)
+        async for values in stream.take(take, within=1):
+            for value in values:
+                await outbox.send(value=value)
+    else:
+        async for value in stream:
+            await outbox.send(value=value)
 
 sys.argv = sys.argv[:1]
 faust.Worker(app, loglevel="warning").execute_from_commandline()
@@ -101,11 +108,23 @@ async def _committed_to_end(bootstrap: str, app_id: str, source: str) -> tuple[i
         await consumer.stop()
 
 
-def _start(app_id: str, bootstrap: str, source: str, sink: str, port: int, log: Path) -> Any:
+def _start(
+    app_id: str, bootstrap: str, source: str, sink: str, port: int, log: Path, take: int
+) -> Any:
     script = Path(tempfile.mkdtemp(prefix="errorflow-faust-recheck-")) / "agent.py"
     script.write_text(_AGENT)
     datadir = tempfile.mkdtemp(prefix="errorflow-faust-data-")
-    args = [sys.executable, str(script), app_id, bootstrap, source, sink, datadir, str(port)]
+    args = [
+        sys.executable,
+        str(script),
+        app_id,
+        bootstrap,
+        source,
+        sink,
+        datadir,
+        str(port),
+        str(take),
+    ]
     return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ)
 
 
@@ -113,16 +132,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kafka", default="127.0.0.1:9092")
     parser.add_argument("--records", type=int, default=60_000)
+    parser.add_argument(
+        "--take", type=int, default=1, help="read batches of this many (stream.take), 1: one by one"
+    )
     args = parser.parse_args()
     run = uuid.uuid4().hex[:6]
     app_id, source, sink = f"recheck-{run}", f"recheck-in-{run}", f"recheck-out-{run}"
     asyncio.run(_setup(args.kafka, source, sink, args.records))
     logs = Path(tempfile.mkdtemp(prefix="errorflow-faust-logs-"))
-    workers = [_start(app_id, args.kafka, source, sink, 6066, logs / "a.log")]
+    workers = [_start(app_id, args.kafka, source, sink, 6066, logs / "a.log", args.take)]
     try:
         while sum(asyncio.run(_forwarded(args.kafka, sink)).values()) < args.records // 4:
             time.sleep(1)
-        workers.append(_start(app_id, args.kafka, source, sink, 6067, logs / "b.log"))
+        workers.append(_start(app_id, args.kafka, source, sink, 6067, logs / "b.log", args.take))
         last, still = -1, 0
         while still < 3:  # three quiet looks in a row (~30 s): it is done, or stuck
             time.sleep(10)
