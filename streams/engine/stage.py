@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -199,8 +199,41 @@ class EngineStage(ABC, Generic[E]):
         return outputs
 
     async def background(self, stop: asyncio.Event) -> None:
-        """Side work running alongside the stage (e.g. following the control topic)."""
+        """Side work running alongside the stage (e.g. following the control topic).
+        It is restarted when it fails; several followers each go through :meth:`keep`."""
         await stop.wait()
+
+    async def keep(
+        self,
+        name: str,
+        work: Callable[[asyncio.Event], Awaitable[None]],
+        stop: asyncio.Event,
+        *,
+        first_delay_s: float = 0.5,
+    ) -> None:
+        """Run ``work`` until ``stop``, again after each failure (backoff up to 10 s). A
+        follower started while the broker is away fails to connect; without this it
+        stayed dead, and the stage never heard of a breaker or a threshold again."""
+        delay = first_delay_s
+        while not stop.is_set():
+            try:
+                await work(stop)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - logged, then tried again
+                log.warning(
+                    "errorflow.worker.follower_failed stage=%s follower=%s retry_in_s=%.1f "
+                    "error=%s: %s",
+                    self.name,
+                    name,
+                    delay,
+                    type(exc).__name__,
+                    exc,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 10.0)
 
     def touch(self, tp: TopicPartition) -> None:
         """Mark a partition's engine as changed by something other than its input (a
@@ -228,7 +261,7 @@ class EngineStage(ABC, Generic[E]):
     async def run(self, stop: asyncio.Event) -> None:
         """Sessions until ``stop``: a failed one is followed by a fresh one (backoff up to
         10 s), never by skipping what it had not committed."""
-        side = asyncio.create_task(self.background(stop))
+        side = asyncio.create_task(self.keep("background", self.background, stop))
         delay = 0.5
         try:
             while not stop.is_set():

@@ -93,8 +93,10 @@ class RecoveryStage(EngineStage[RecoveryEngine]):
         engine.load(entries)
 
     async def background(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(
-            self._follow_capacity(stop), self._follow_breakers(stop), self._follow_lost(stop)
+        await asyncio.gather(  # each kept alive on its own (one failing stops no other)
+            self.keep("capacity", self._follow_capacity, stop),
+            self.keep("breakers", self._follow_breakers, stop),
+            self.keep("lost_workers", self._follow_lost, stop),
         )
 
     async def _follow_lost(self, stop: asyncio.Event) -> None:

@@ -247,3 +247,26 @@ async def test_nothing_is_fed_before_the_partition_is_positioned() -> None:
     stage = Summing(log)
     await _run_until(stage, lambda: log.committed.get(TP) == 4)
     assert stage.fed == [2, 3]
+
+
+async def test_a_follower_that_fails_to_connect_is_started_again() -> None:
+    """A side follower (control, breaker states) that fails — a broker away when the
+    worker starts — runs again after a backoff instead of staying dead."""
+    stage = Summing(Log())
+    stop = asyncio.Event()
+    attempts: list[int] = []
+
+    async def follow(stop: asyncio.Event) -> None:
+        attempts.append(len(attempts))
+        if len(attempts) < 3:
+            raise KafkaTimeoutError("no broker")
+        await stop.wait()
+
+    task = asyncio.create_task(stage.keep("control", follow, stop, first_delay_s=0.01))
+    for _ in range(500):
+        if len(attempts) == 3:
+            break
+        await asyncio.sleep(0.005)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert attempts == [0, 1, 2]
