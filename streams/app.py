@@ -13,9 +13,12 @@ distinct ``ERRORFLOW_WORKER_NAME`` to share the partitions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
+
+from aiokafka.errors import KafkaError
 
 from deploy.topics import create_topics
 from schemas import Source
@@ -47,7 +50,8 @@ class WorkerApp:
         return [*stages, self.healing] if self.healing is not None else stages
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.ensure_topics()
+        if not await self._wait_for_kafka(stop):
+            return
         report = asyncio.create_task(self._report(stop))
         side = []
         if self.settings.metrics_port:
@@ -79,6 +83,27 @@ class WorkerApp:
                 self.recovery.emitted,
                 sum(stage.aborts for stage in self.stages),
             )
+
+    async def _wait_for_kafka(self, stop: asyncio.Event) -> bool:
+        """Create the topics, waiting (with a log line per try, backoff up to 30 s) for
+        a broker that is not there yet: a worker started before Kafka waits for it
+        instead of dying. False when stopped first."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await self.ensure_topics()
+                return True
+            except KafkaError as exc:
+                log.warning(
+                    "errorflow.worker.waiting_for_kafka bootstrap=%s retry_in_s=%.0f error=%s",
+                    self.settings.kafka_bootstrap_servers,
+                    delay,
+                    exc,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+        return False
 
     async def ensure_topics(self) -> None:
         """The contract's topics and the worker's internal ones, with leaders."""
