@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -166,7 +167,10 @@ class ClickHouseSink:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set; flushes what is buffered before returning."""
         stop = self._stop = stop or asyncio.Event()
-        await self._consumer.start()
+        if not await self._connect(stop):
+            with contextlib.suppress(Exception):  # never started: only close its client
+                await self._consumer.stop()
+            return
         try:
             self._consumer.subscribe([t.name for t in TOPICS], listener=_Rebalance(self))
             loop = asyncio.get_running_loop()
@@ -190,6 +194,29 @@ class ClickHouseSink:
             log.warning("errorflow.sink.stopped_uncommitted %s: the next run stores them", exc)
         finally:
             await self._consumer.stop()
+
+    async def _connect(self, stop: asyncio.Event) -> bool:
+        """Start consuming, waiting for a broker that is not there yet (a log line per
+        try, backoff up to 30 s; /health shows it as the last error). Before, a sink
+        started ahead of Kafka died on a traceback while ``serve`` went on answering.
+        False when stopped first."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await self._consumer.start()
+                self.stats.last_error = ""
+                return True
+            except KafkaError as exc:
+                self.stats.last_error = f"kafka: {type(exc).__name__}: {exc}"[:500]
+                log.warning(
+                    "errorflow.sink.waiting_for_kafka retry_in_s=%.0f error=%s",
+                    delay,
+                    self.stats.last_error,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+        return False
 
     def _buffer(self, tp: TopicPartition, records: list[Any]) -> None:
         if not records:

@@ -137,3 +137,41 @@ async def test_windows_are_exact_across_a_broker_restart_under_load(
     }
     late = [line for line in worker.log.read_text().splitlines() if "worker.late " in line]
     assert got == expected, f"windows (got, expected): {wrong}; late counts: {late[:3]}"
+
+
+async def test_a_worker_started_before_kafka_waits_for_it_and_counts_exactly(
+    private_broker: LocalBroker, tmp_path: Path
+) -> None:
+    """Started while the broker is down, the worker says it waits (it used to die on a
+    traceback); once the broker is up it counts a load exactly."""
+    bootstrap = private_broker.bootstrap
+    app_id = f"it-early-{uuid.uuid4().hex[:6]}"
+    service, template = f"svc-{uuid.uuid4().hex[:6]}", f"tpl-{uuid.uuid4().hex[:6]}"
+    await asyncio.to_thread(private_broker.stop)
+    env = {"ERRORFLOW_WORKER_IDLE_CLOSE_S": "15"}  # as above: records sent late stay in
+    worker = WorkerProcess(bootstrap, app_id, "w1", tmp_path, env).start()
+    try:
+        deadline = time.monotonic() + 60
+        while "errorflow.worker.waiting_for_kafka" not in (
+            worker.log.read_text() if worker.log.exists() else ""
+        ):
+            assert worker.proc is not None
+            assert worker.proc.poll() is None, worker.log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the worker never said it waits for Kafka"
+            await asyncio.sleep(0.2)
+        await asyncio.to_thread(private_broker.start)
+        await worker.ready(("ingest", "detect"), timeout_s=90)
+        produced = _load(service, template, 1500, datetime.now(UTC))
+        await produce_burst(bootstrap, produced)
+        keys = (f"service={service}", f"template_id={template}")
+        expected = {key: _truth(produced, key) for key in keys}
+        got: dict[str, dict[int, tuple[int, int]]] = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and got != expected:
+            await asyncio.sleep(1)
+            for key in keys:
+                windows = await windows_for(bootstrap, app_id, key)
+                got[key] = {w: (r["attempts"], r["errors"]) for w, r in windows.items()}
+    finally:
+        worker.stop()
+    assert got == expected
