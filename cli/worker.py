@@ -16,6 +16,7 @@ _STOP_TIMEOUT_S = 15.0
 async def _run() -> None:
     import logging
     import os
+    import sys
 
     from streams.app import create_app
 
@@ -39,17 +40,27 @@ async def _run() -> None:
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
-    try:
-        # A last checkpoint gets its time; with the broker away it would wait on Kafka's
-        # timeouts, so it is given up: what it held was not committed and the next
-        # worker processes it again (nothing is lost).
-        await asyncio.wait_for(running, _STOP_TIMEOUT_S)
-    except TimeoutError:
+    # A last checkpoint gets its time. With the broker away it (and closing the
+    # clients: aiokafka's shielded stops wait on Kafka's timeouts, and a stage can end
+    # cancelled) would hold the process, so it leaves: what it held was not committed
+    # and the next worker processes it again (nothing lost).
+    done, _ = await asyncio.wait({running}, timeout=_STOP_TIMEOUT_S)
+    if done and not running.cancelled() and running.exception() is None:
+        return  # stopped cleanly
+    if not done:
         print(
             f"errorflow worker: stopped after {_STOP_TIMEOUT_S:.0f}s without its last "
             "checkpoint (Kafka unreachable?); the next worker redoes it",
             flush=True,
         )
+    elif running.cancelled():
+        print("errorflow worker: stopped; its stages ended cancelled (Kafka away?)", flush=True)
+    else:
+        import traceback
+
+        traceback.print_exception(running.exception())
+        sys.stderr.flush()
+    os._exit(0 if stop.is_set() else 1)  # a crash exits non-zero, for the supervisor
 
 
 def _dump_tasks() -> None:
