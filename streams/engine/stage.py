@@ -231,9 +231,7 @@ class EngineStage(ABC, Generic[E]):
                     type(exc).__name__,
                     exc,
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, 10.0)
+                delay = await _pause(stop, delay)
 
     def touch(self, tp: TopicPartition) -> None:
         """Mark a partition's engine as changed by something other than its input (a
@@ -279,9 +277,7 @@ class EngineStage(ABC, Generic[E]):
                         type(exc).__name__,
                         exc,
                     )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
-                    delay = min(delay * 2, 10.0)
+                    delay = await _pause(stop, delay)
         finally:
             side.cancel()
 
@@ -491,3 +487,10 @@ class EngineStage(ABC, Generic[E]):
     def changes_state(self) -> bool:
         """Whether the stage keeps state (a stateless one has no changelog to read)."""
         return type(self).changes is not EngineStage.changes
+
+
+async def _pause(stop: asyncio.Event, delay: float) -> float:
+    """Wait ``delay`` seconds or until ``stop``; the next delay (doubled, at most 10 s)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
+    return min(delay * 2, 10.0)

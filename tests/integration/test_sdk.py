@@ -20,6 +20,24 @@ pytestmark = pytest.mark.kafka
 TASKS = "errorflow.task-events"
 
 
+def _retries(template: str, n: int) -> list[s.RetryTask]:
+    """``n`` recovery.retry commands for ``template``, task data ``{"i": i}``."""
+    return [
+        s.RetryTask(
+            command_id=s.command_id(f"{template}-{i}"),
+            causation_id=f"{template}-{i}",
+            task_id=f"{template}-task-{i}",
+            template_id=template,
+            operation_type="video_generation",
+            attempt=2,
+            not_before=s.utc_now(),
+            task_data={"i": i},
+            reason="transient error: retry",
+        )
+        for i in range(n)
+    ]
+
+
 def _config(bootstrap: str, tmp_path: Path, **extra: Any) -> SDKConfig:
     settings: dict[str, Any] = {
         "kafka_bootstrap_servers": bootstrap,
@@ -259,20 +277,7 @@ async def test_retry_commands_reach_only_the_runner_that_can_run_them(
     group = f"it-route-{time.time_ns()}"
     ran: list[str] = []
     other: list[str] = []
-    commands = [
-        s.RetryTask(
-            command_id=s.command_id(f"{template}-{i}"),
-            causation_id=f"{template}-{i}",
-            task_id=f"{template}-task-{i}",
-            template_id=template,
-            operation_type="video_generation",
-            attempt=2,
-            not_before=s.utc_now(),
-            task_data={"i": i},
-            reason="transient error: retry",
-        )
-        for i in range(20)
-    ]
+    commands = _retries(template, 20)
     incapable = _config(
         kafka_bootstrap, tmp_path / "a", runner_id="a", consume_commands=True, command_group=group
     )
@@ -317,18 +322,7 @@ async def test_heartbeats_count_the_commands_waiting_for_a_busy_runner(
 
     async with ErrorHandler(config) as runner:
         runner.register_executor(slow, template_id=template)
-        for i in range(20):
-            command = s.RetryTask(
-                command_id=s.command_id(f"{template}-{i}"),
-                causation_id=f"{template}-{i}",
-                task_id=f"{template}-task-{i}",
-                template_id=template,
-                operation_type="video_generation",
-                attempt=2,
-                not_before=s.utc_now(),
-                task_data={"i": i},
-                reason="transient error: retry",
-            )
+        for command in _retries(template, 20):
             kcat_produce(
                 kafka_bootstrap,
                 "errorflow.recovery-commands",
