@@ -38,6 +38,14 @@ def _retries(template: str, n: int) -> list[s.RetryTask]:
     ]
 
 
+def _kcat_commands(bootstrap: str, commands: list[s.RetryTask]) -> None:
+    """Each command onto its topic with kcat, as another team's producer would."""
+    for command in commands:
+        kcat_produce(
+            bootstrap, "errorflow.recovery-commands", command.task_id, s.encode(command).decode()
+        )
+
+
 def _config(bootstrap: str, tmp_path: Path, **extra: Any) -> SDKConfig:
     settings: dict[str, Any] = {
         "kafka_bootstrap_servers": bootstrap,
@@ -287,13 +295,7 @@ async def test_retry_commands_reach_only_the_runner_that_can_run_them(
     async with ErrorHandler(incapable) as a, ErrorHandler(capable) as b:
         a.register_executor(lambda data: other.append(data["i"]), template_id="stable-diffusion")
         b.register_executor(lambda data: ran.append(data["i"]), template_id=template)
-        for command in commands:
-            kcat_produce(
-                kafka_bootstrap,
-                "errorflow.recovery-commands",
-                command.task_id,
-                s.encode(command).decode(),
-            )
+        _kcat_commands(kafka_bootstrap, commands)
         deadline = time.monotonic() + 30
         while len(ran) < 20 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -322,13 +324,7 @@ async def test_heartbeats_count_the_commands_waiting_for_a_busy_runner(
 
     async with ErrorHandler(config) as runner:
         runner.register_executor(slow, template_id=template)
-        for command in _retries(template, 20):
-            kcat_produce(
-                kafka_bootstrap,
-                "errorflow.recovery-commands",
-                command.task_id,
-                s.encode(command).decode(),
-            )
+        _kcat_commands(kafka_bootstrap, _retries(template, 20))
         deadline = time.monotonic() + 30
         while len(ran) < 3 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
