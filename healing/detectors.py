@@ -52,11 +52,11 @@ class Beat:
     bad_models: tuple[str, ...] = ()
     stopping: bool = False  # the worker's last beat before a deliberate shutdown
     load_errors: tuple[tuple[str, int], ...] = ()  # (model, failed loads since start)
-    command_lag: int = 0  # commands waiting for it in its command groups
+    command_lag: int = 0  # command records its command groups have not read yet
 
     @property
     def backlog(self) -> int:
-        """Its queue plus the commands waiting for it."""
+        """Its queue plus its unread command records."""
         return self.queue_depth + self.command_lag
 
 
@@ -122,7 +122,7 @@ def unresponsive(
 
 
 def queue_backlog(worker: str, beats: Sequence[Beat], config: DetectorConfig) -> Diagnosis | None:
-    """Backlog (queue depth plus the commands waiting for the worker) above the
+    """Backlog (queue depth plus the worker's unread command records) above the
     threshold and growing over the last beats."""
     recent = list(beats[-(config.backlog_growth + 1) :])
     if len(recent) <= config.backlog_growth or recent[-1].backlog <= config.backlog_depth:

@@ -223,8 +223,10 @@ class CommandListener:
             await consumer.stop()
 
     def lag(self) -> int:
-        """Commands waiting for this runner: on the partitions its command groups hold,
-        the committed end minus where it is (heartbeats carry it: a queue backlog)."""
+        """Command records this runner has not read yet: on the partitions its command
+        groups hold, the end minus where it is. A group reads its whole topic (commands
+        for other templates are skipped, quickly), so this counts those too; growing, it
+        says the runner falls behind (heartbeats carry it: part of a queue backlog)."""
         waiting = 0
         for group, consumer in list(self._consumers.items()):
             for tp in consumer.assignment():

@@ -154,7 +154,7 @@ class WorkerHeartbeat(Envelope):
     # The last beat of a worker shutting down on purpose: its silence afterwards is
     # not a failure (self-healing restarts no worker that was stopped or scaled down).
     stopping: bool | None = None
-    # Commands waiting for this runner in its command groups (part of its backlog).
+    # Command records its command groups have not read yet (part of its backlog).
     command_lag: int | None = Field(None, ge=0)
 
 

@@ -308,8 +308,8 @@ async def test_heartbeats_count_the_commands_waiting_for_a_busy_runner(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """Twenty retries for a runner whose executor is slow: while it works through them,
-    its heartbeat's command_lag says how many still wait (what the backlog detector
-    adds to the queue depth), and it falls to zero once all ran."""
+    its heartbeat's command_lag shows the unread command records (what the backlog
+    detector adds to the queue depth), and it falls to zero once all ran."""
     from producers.heartbeat import HeartbeatEmitter
 
     template = f"slow-{time.time_ns()}"
@@ -339,6 +339,8 @@ async def test_heartbeats_count_the_commands_waiting_for_a_busy_runner(
         me = runner.source.worker_id
     records = await read_since(kafka_bootstrap, since, count=1, timeout_s=20)
     [beat] = [b for r in records if (b := s.decode(r.value)).worker_id == me]  # type: ignore[attr-defined]
-    assert 0 < beat.command_lag <= 17  # type: ignore[attr-defined]
-    assert 0 < waiting <= 17
+    # The groups read the whole command topic (other templates' commands are skipped),
+    # so the lag counts every unread record there, this run's and earlier tests'.
+    assert beat.command_lag > 0  # type: ignore[attr-defined]
+    assert waiting > 0
     assert (sorted(ran), done) == (list(range(20)), 0)
