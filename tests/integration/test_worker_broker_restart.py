@@ -89,6 +89,21 @@ def _truth(events: list[s.Envelope], key: str) -> dict[int, tuple[int, int]]:
     return {start: (n, errors[start]) for start, n in attempts.items()}
 
 
+async def _windows_until(
+    bootstrap: str, app_id: str, expected: dict[str, dict[int, tuple[int, int]]], timeout_s: float
+) -> dict[str, dict[int, tuple[int, int]]]:
+    """The closed windows (attempts, errors) of each expected key, read until they equal
+    the truth or ``timeout_s`` passes; what was read last."""
+    got: dict[str, dict[int, tuple[int, int]]] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and got != expected:
+        await asyncio.sleep(1)
+        for key in expected:
+            windows = await windows_for(bootstrap, app_id, key)
+            got[key] = {w: (r["attempts"], r["errors"]) for w, r in windows.items()}
+    return got
+
+
 async def test_windows_are_exact_across_a_broker_restart_under_load(
     private_broker: LocalBroker, tmp_path: Path
 ) -> None:
@@ -118,13 +133,7 @@ async def test_windows_are_exact_across_a_broker_restart_under_load(
         produced += second
         keys = (f"service={service}", f"template_id={template}")
         expected = {key: _truth(produced, key) for key in keys}
-        got: dict[str, dict[int, tuple[int, int]]] = {}
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and got != expected:
-            await asyncio.sleep(2)
-            for key in keys:
-                windows = await windows_for(bootstrap, app_id, key)
-                got[key] = {w: (r["attempts"], r["errors"]) for w, r in windows.items()}
+        got = await _windows_until(bootstrap, app_id, expected, timeout_s=120)
     finally:
         worker.stop()
     wrong = {
@@ -165,13 +174,7 @@ async def test_a_worker_started_before_kafka_waits_for_it_and_counts_exactly(
         await produce_burst(bootstrap, produced)
         keys = (f"service={service}", f"template_id={template}")
         expected = {key: _truth(produced, key) for key in keys}
-        got: dict[str, dict[int, tuple[int, int]]] = {}
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and got != expected:
-            await asyncio.sleep(1)
-            for key in keys:
-                windows = await windows_for(bootstrap, app_id, key)
-                got[key] = {w: (r["attempts"], r["errors"]) for w, r in windows.items()}
+        got = await _windows_until(bootstrap, app_id, expected, timeout_s=90)
     finally:
         worker.stop()
     assert got == expected
